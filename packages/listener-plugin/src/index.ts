@@ -1,0 +1,9 @@
+export { default, jobStateListener, type JobStateListener, type JobStateListenerStatus } from './plugin.js';
+export {
+  ConfigError,
+  type JobStateListenerOptions,
+  listenerOptionsSchema,
+  type ResolvedConfig,
+  resolveConfig,
+} from './config.js';
+export { APPLICATION_NAME, JOB_CHANNEL, ListenConnection, VARIANT_CHANNEL } from './listen-connection.js';

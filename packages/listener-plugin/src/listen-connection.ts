@@ -1,0 +1,179 @@
+/**
+ * The dedicated LISTEN connection: one pg.Client (never from the pool) with
+ * application_name 'job_state_listener', LISTENing on both channels. On error
+ * or end it is released and re-made after the reconnect delay with jitter
+ * (capped exponential backoff after repeated failures); after every
+ * (re)connect `onConnected` runs (the recovery sweep). A periodic `SELECT 1`
+ * with a timeout notices a connection that died silently.
+ */
+import type { EngineLogger } from '@feedlyai/pipeline-core';
+import pg from 'pg';
+
+export const VARIANT_CHANNEL = 'job_variant_state_changed';
+export const JOB_CHANNEL = 'job_state_changed';
+export const APPLICATION_NAME = 'job_state_listener';
+
+export interface ListenConnectionOptions {
+  clientConfig: pg.ClientConfig;
+  log: EngineLogger;
+  reconnectDelayMs: number;
+  maxReconnectDelayMs: number;
+  livenessIntervalMs: number;
+  livenessTimeoutMs: number;
+  onNotification: (channel: string, payload: string | undefined) => void;
+  onConnected: (reconnect: boolean) => void;
+  random?: () => number;
+}
+
+export class ListenConnection {
+  private client: pg.Client | null = null;
+  private connected = false;
+  private stopping = false;
+  private everConnected = false;
+  private failures = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private livenessTimer: NodeJS.Timeout | null = null;
+  private livenessBusy = false;
+  private connecting: Promise<void> | null = null;
+  reconnects = 0;
+  connectedAt: Date | null = null;
+
+  constructor(private readonly o: ListenConnectionOptions) {}
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  /** Connects (retrying in the background on failure). Resolves after the first attempt. */
+  async start(): Promise<void> {
+    this.stopping = false;
+    await this.connectOnce();
+  }
+
+  private connectOnce(): Promise<void> {
+    if (this.connecting) return this.connecting;
+    this.connecting = this.doConnect().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  private async doConnect(): Promise<void> {
+    if (this.stopping) return;
+    const client = new pg.Client({
+      connectionTimeoutMillis: 10_000,
+      ...this.o.clientConfig,
+      application_name: APPLICATION_NAME,
+      keepAlive: true,
+    });
+    this.client = client;
+    client.on('notification', (n) => this.o.onNotification(n.channel, n.payload));
+    client.on('error', (err) => this.lost(client, err));
+    client.on('end', () => this.lost(client, new Error('connection ended')));
+    try {
+      await client.connect();
+      this.o.log.info({ application_name: APPLICATION_NAME }, 'PostgreSQL connected');
+      await client.query(`LISTEN ${VARIANT_CHANNEL}`);
+      this.o.log.info({ channel: VARIANT_CHANNEL }, `LISTEN '${VARIANT_CHANNEL}' started`);
+      await client.query(`LISTEN ${JOB_CHANNEL}`);
+      this.o.log.info({ channel: JOB_CHANNEL }, `LISTEN '${JOB_CHANNEL}' started`);
+    } catch (err) {
+      this.lost(client, err);
+      return;
+    }
+    if (this.stopping || this.client !== client) {
+      await client.end().catch(() => {});
+      return;
+    }
+    const reconnect = this.everConnected;
+    this.connected = true;
+    this.everConnected = true;
+    this.failures = 0;
+    this.connectedAt = new Date();
+    this.startLiveness(client);
+    this.o.log.info({ reconnect }, 'listener started');
+    this.o.onConnected(reconnect);
+  }
+
+  /** The connection failed or ended: release it and schedule a reconnect (once per client). */
+  private lost(client: pg.Client, err: unknown): void {
+    if (this.client !== client) return;
+    this.client = null;
+    this.connected = false;
+    this.stopLiveness();
+    destroy(client);
+    if (this.stopping) return;
+    this.failures++;
+    const base = Math.min(this.o.maxReconnectDelayMs, this.o.reconnectDelayMs * 2 ** Math.max(0, this.failures - 1));
+    const random = this.o.random ?? Math.random;
+    const delay = Math.round(base * (0.8 + 0.4 * random()));
+    this.o.log.error(
+      { err: err instanceof Error ? err.message : String(err), retry_in_ms: delay, failures: this.failures },
+      'listener error',
+    );
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.stopping) return;
+      this.reconnects++;
+      this.o.log.info({ attempt: this.failures }, 'reconnect attempt');
+      void this.connectOnce();
+    }, delay);
+  }
+
+  private startLiveness(client: pg.Client): void {
+    this.stopLiveness();
+    this.livenessTimer = setInterval(() => {
+      if (this.livenessBusy || this.client !== client) return;
+      this.livenessBusy = true;
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`liveness check: no answer within ${this.o.livenessTimeoutMs} ms`)),
+          this.o.livenessTimeoutMs,
+        );
+      });
+      Promise.race([client.query('SELECT 1'), timeout])
+        .catch((err: unknown) => this.lost(client, err))
+        .finally(() => {
+          clearTimeout(timer);
+          this.livenessBusy = false;
+        });
+    }, this.o.livenessIntervalMs);
+  }
+
+  private stopLiveness(): void {
+    if (this.livenessTimer) clearInterval(this.livenessTimer);
+    this.livenessTimer = null;
+  }
+
+  /** UNLISTEN, end the connection, cancel any pending reconnect. Safe to call twice or before start. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.stopLiveness();
+    if (this.connecting) await this.connecting.catch(() => {});
+    const client = this.client;
+    this.client = null;
+    this.connected = false;
+    if (!client) return;
+    let timer: NodeJS.Timeout | undefined;
+    const bounded = (p: Promise<unknown>) =>
+      Promise.race([
+        p,
+        new Promise((r) => {
+          timer = setTimeout(r, 2_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    await bounded(client.query('UNLISTEN *')).catch(() => {});
+    await bounded(client.end()).catch(() => {});
+    destroy(client);
+  }
+}
+
+/** Drops the socket of a client that may be dead (end() could wait forever on it). */
+function destroy(client: pg.Client): void {
+  const stream = (client as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream;
+  client.end().catch(() => {});
+  stream?.destroy?.();
+}

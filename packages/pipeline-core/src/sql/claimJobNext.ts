@@ -1,0 +1,32 @@
+/**
+ * Job-level claim: job ('ad_copy_gen_kor','done') -> ('instagram_feed_gen','queued'),
+ * attempt 1. Live dispatch comes from the job_state_changed channel.
+ */
+import type { Queryable } from '../db.js';
+import { isJobLevel, nextStep, type Step } from '../steps.js';
+import { type ClaimedStep, type ClaimRow, type ClaimTrigger, logClaim, toClaimed } from './types.js';
+
+export interface ClaimJobNextArgs {
+  jobId: string;
+  /** The job-level step the job is `done` with. */
+  prev: Step;
+  trigger: ClaimTrigger;
+  instanceId: string;
+}
+
+export async function claimJobNext(db: Queryable, a: ClaimJobNextArgs): Promise<ClaimedStep | null> {
+  if (!isJobLevel(a.prev)) return null;
+  const next = nextStep(a.prev);
+  if (!next) return null;
+  const { rows } = await db.query<ClaimRow>(
+    `WITH claimed AS (
+       UPDATE jobs j
+          SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
+              dispatch_requested_at = NULL
+        WHERE j.job_id = $1 AND j.current_step = $3 AND j.status = 'done' AND j.failure_reason IS NULL
+        RETURNING j.job_id, j.tenant_id, NULL::uuid AS job_variants_id, j.attempt
+     )${logClaim(2, 4, 5)}`,
+    [a.jobId, next, a.prev, a.trigger, a.instanceId],
+  );
+  return toClaimed(rows[0], next, a.trigger);
+}

@@ -1,0 +1,43 @@
+/**
+ * Variant claim (CONTRACTS "claim"): (prev,'done') -> (next,'queued'), attempt 1.
+ * The guarded UPDATE is the exactly-once gate: of all instances and sweeps that
+ * saw the same `done`, exactly one gets a row back. The claim is logged in
+ * pipeline_step_runs in the same statement (one round trip).
+ */
+import type { Queryable } from '../db.js';
+import { FAN_IN_FROM, isVariantLevel, nextStep, type Step } from '../steps.js';
+import { type ClaimedStep, type ClaimRow, type ClaimTrigger, logClaim, toClaimed } from './types.js';
+
+export interface ClaimVariantArgs {
+  jobVariantsId: string;
+  /** The step the variant is `done` with. */
+  prev: Step;
+  trigger: ClaimTrigger;
+  instanceId: string;
+}
+
+/** The variant step a `(prev,'done')` variant moves on to, or null (fan-in or nothing). */
+export function variantSuccessor(prev: Step): Step | null {
+  if (prev === FAN_IN_FROM) return null;
+  const next = nextStep(prev);
+  return next && isVariantLevel(next) ? next : null;
+}
+
+export async function claimVariant(db: Queryable, a: ClaimVariantArgs): Promise<ClaimedStep | null> {
+  const next = variantSuccessor(a.prev);
+  if (!next) return null;
+  const { rows } = await db.query<ClaimRow>(
+    `WITH claimed AS (
+       UPDATE jobs_variants v
+          SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
+              dispatch_requested_at = NULL
+         FROM jobs j
+        WHERE v.job_variants_id = $1 AND j.job_id = v.job_id
+          AND v.current_step = $3 AND v.status = 'done'
+          AND j.failure_reason IS NULL
+        RETURNING v.job_id, j.tenant_id, v.job_variants_id, v.attempt
+     )${logClaim(2, 4, 5)}`,
+    [a.jobVariantsId, next, a.prev, a.trigger, a.instanceId],
+  );
+  return toClaimed(rows[0], next, a.trigger);
+}

@@ -1,0 +1,229 @@
+import t, { type Test } from 'tap';
+import pg from 'pg';
+
+import { cancelJob } from '../src/sql/cancelJob.js';
+import { claimFanIn } from '../src/sql/claimFanIn.js';
+import { claimJobNext } from '../src/sql/claimJobNext.js';
+import { claimVariant } from '../src/sql/claimVariant.js';
+import { giveUp } from '../src/sql/giveUp.js';
+import { rescueStep } from '../src/sql/rescueStep.js';
+import { retryJob } from '../src/sql/retryJob.js';
+import { retryStep } from '../src/sql/retryStep.js';
+import { stageFinishDone, stageFinishFailed, stageStart } from '../src/sql/stage.js';
+import { jobState, seedJob, testDb, variantState } from './helpers.js';
+
+const db = await testDb();
+t.teardown(() => db.close());
+const I = 'test-instance';
+
+t.test('variant claim: exactly one of many concurrent claimers wins, and the claim is logged', async (t) => {
+  const s = await seedJob(db.pool, { variants: 1, variantStep: 'img_gen', variantStatus: 'done' });
+  const id = s.variantIds[0]!;
+  const results = await Promise.all(
+    Array.from({ length: 20 }, () =>
+      claimVariant(db.pool, { jobVariantsId: id, prev: 'img_gen', trigger: 'notify', instanceId: I }),
+    ),
+  );
+  const won = results.filter((r) => r !== null);
+  t.equal(won.length, 1, 'one winner');
+  t.match(won[0], { jobId: s.jobId, jobVariantsId: id, step: 'vlm_analyze', attempt: 1, tenantId: s.tenantId });
+  t.match(await variantState(db.pool, id), { current_step: 'vlm_analyze', status: 'queued', attempt: 1 });
+  const runs = await db.pool.query(
+    'SELECT step, attempt, trigger, state FROM pipeline_step_runs WHERE job_variants_id = $1',
+    [id],
+  );
+  t.same(runs.rows, [{ step: 'vlm_analyze', attempt: 1, trigger: 'notify', state: 'dispatched' }]);
+});
+
+t.test('a row set back to done by hand is claimed again (no unique key swallows a re-run)', async (t) => {
+  const s = await seedJob(db.pool, { variants: 1, variantStep: 'planner', variantStatus: 'done' });
+  const id = s.variantIds[0]!;
+  t.ok(await claimVariant(db.pool, { jobVariantsId: id, prev: 'planner', trigger: 'notify', instanceId: I }));
+  await db.pool.query(`UPDATE jobs_variants SET current_step = 'planner', status = 'done' WHERE job_variants_id = $1`, [
+    id,
+  ]);
+  t.ok(
+    await claimVariant(db.pool, { jobVariantsId: id, prev: 'planner', trigger: 'notify', instanceId: I }),
+    'second run claimed',
+  );
+  const n = await db.pool.query('SELECT count(*)::int AS n FROM pipeline_step_runs WHERE job_variants_id = $1', [id]);
+  t.equal(n.rows[0].n, 2);
+});
+
+t.test('iou_eval done is not a variant claim, and a cancelled job is never claimed', async (t) => {
+  const s = await seedJob(db.pool, { variants: 1, variantStep: 'iou_eval', variantStatus: 'done' });
+  t.equal(
+    await claimVariant(db.pool, {
+      jobVariantsId: s.variantIds[0]!,
+      prev: 'iou_eval',
+      trigger: 'notify',
+      instanceId: I,
+    }),
+    null,
+  );
+  const c = await seedJob(db.pool, { variants: 1, variantStep: 'img_gen', variantStatus: 'done' });
+  t.match(await cancelJob(db.pool, c.jobId), { cancelled: true });
+  t.equal(
+    await claimVariant(db.pool, { jobVariantsId: c.variantIds[0]!, prev: 'img_gen', trigger: 'notify', instanceId: I }),
+    null,
+  );
+  t.match(await jobState(db.pool, c.jobId), { status: 'failed', failure_reason: 'cancelled' });
+  t.match(
+    await cancelJob(db.pool, c.jobId),
+    { cancelled: false, failureReason: 'cancelled' },
+    'cancel twice is a no-op',
+  );
+  await t.rejects(cancelJob(db.pool, '00000000-0000-0000-0000-000000000000'), /not found/);
+});
+
+async function fanInRace(t: Test, oneTransaction: boolean) {
+  const s = await seedJob(db.pool, { variants: 50, variantStep: 'readability_eval', variantStatus: 'done' });
+  if (oneTransaction) {
+    await db.pool.query(`UPDATE jobs_variants SET current_step = 'iou_eval', status = 'done' WHERE job_id = $1`, [
+      s.jobId,
+    ]);
+  } else {
+    // 50 concurrent transactions, each finishing one variant, committed as close together as possible.
+    const wide = new pg.Pool({ connectionString: db.url, max: 55 });
+    const clients = await Promise.all(s.variantIds.map(() => wide.connect()));
+    try {
+      await Promise.all(
+        clients.map(async (c, i) => {
+          await c.query('BEGIN');
+          await c.query(
+            `UPDATE jobs_variants SET current_step = 'iou_eval', status = 'done' WHERE job_variants_id = $1`,
+            [s.variantIds[i]],
+          );
+        }),
+      );
+      await Promise.all(clients.map((c) => c.query('COMMIT')));
+    } finally {
+      for (const c of clients) c.release();
+      await wide.end();
+    }
+  }
+  // Every finisher (and every instance that saw one) tries the fan-in at once.
+  const results = await Promise.all(
+    s.variantIds.map(() => claimFanIn(db.pool, { jobId: s.jobId, policy: 'all', trigger: 'fan_in', instanceId: I })),
+  );
+  t.equal(results.filter((r) => r !== null).length, 1, 'ad_copy_gen_kor claimed once');
+  t.match(await jobState(db.pool, s.jobId), { current_step: 'ad_copy_gen_kor', status: 'queued', attempt: 1 });
+}
+
+t.test('fan-in: 50 variants done in one transaction -> one claim', async (t) => fanInRace(t, true));
+
+t.test('fan-in: 50 variants done in 50 concurrent transactions -> one claim', async (t) => fanInRace(t, false));
+
+t.test('fan-in: concurrent claimers blocked on the job row lock re-check and match 0 rows', async (t) => {
+  const s = await seedJob(db.pool, { variants: 2, variantStep: 'iou_eval', variantStatus: 'done' });
+  const a = await db.pool.connect();
+  try {
+    await a.query('BEGIN');
+    const first = await claimFanIn(a, { jobId: s.jobId, policy: 'all', trigger: 'fan_in', instanceId: 'A' });
+    t.ok(first, 'A claims inside its open transaction');
+    // B runs while A still holds the row lock: it blocks, then re-checks current_step after A commits.
+    const second = claimFanIn(db.pool, { jobId: s.jobId, policy: 'all', trigger: 'fan_in', instanceId: 'B' });
+    await new Promise((r) => setTimeout(r, 200));
+    await a.query('COMMIT');
+    t.equal(await second, null, 'B matched 0 rows');
+  } finally {
+    a.release();
+  }
+});
+
+t.test('fan-in waits for every variant; policy any counts given-up variants', async (t) => {
+  const s = await seedJob(db.pool, { variants: 2, variantStep: 'iou_eval', variantStatus: 'done' });
+  await db.pool.query(
+    `UPDATE jobs_variants SET current_step = 'ocr_eval', status = 'failed', attempt = 3, given_up_at = now() WHERE job_variants_id = $1`,
+    [s.variantIds[1]],
+  );
+  t.equal(await claimFanIn(db.pool, { jobId: s.jobId, policy: 'all', trigger: 'fan_in', instanceId: I }), null);
+  t.ok(await claimFanIn(db.pool, { jobId: s.jobId, policy: 'any', trigger: 'fan_in', instanceId: I }));
+});
+
+t.test('job-level claim: ad_copy_gen_kor done -> instagram_feed_gen queued, once', async (t) => {
+  const s = await seedJob(db.pool, { variants: 1, jobStep: 'ad_copy_gen_kor', jobStatus: 'done' });
+  const r = await Promise.all(
+    [1, 2, 3].map(() =>
+      claimJobNext(db.pool, { jobId: s.jobId, prev: 'ad_copy_gen_kor', trigger: 'notify', instanceId: I }),
+    ),
+  );
+  t.equal(r.filter(Boolean).length, 1);
+  t.match(await jobState(db.pool, s.jobId), { current_step: 'instagram_feed_gen', status: 'queued' });
+});
+
+t.test('retry is guarded by the attempt read and the limit; give up fails the job (policy all)', async (t) => {
+  const s = await seedJob(db.pool, { variants: 1, variantStep: 'planner', variantStatus: 'failed' });
+  const id = s.variantIds[0]!;
+  await db.pool.query(`UPDATE jobs_variants SET last_error = 'boom' WHERE job_variants_id = $1`, [id]);
+  const subject = { jobId: s.jobId, jobVariantsId: id, step: 'planner' as const };
+  t.equal(await retryStep(db.pool, { ...subject, attempt: 2, maxAttempts: 2, instanceId: I }), null, 'wrong attempt');
+  t.equal(await giveUp(db.pool, { ...subject, attempt: 1, maxAttempts: 2, policy: 'all' }), null, 'not at limit');
+  const r1 = await retryStep(db.pool, { ...subject, attempt: 1, maxAttempts: 2, instanceId: I });
+  t.match(r1, { attempt: 2, trigger: 'retry' });
+  t.equal(await retryStep(db.pool, { ...subject, attempt: 1, maxAttempts: 2, instanceId: I }), null, 'only once');
+  const st = await stageStart(db.pool, { step: 'planner', jobId: s.jobId, jobVariantsId: id, attempt: 2 });
+  t.ok(st.started);
+  t.ok(
+    await stageFinishFailed(db.pool, {
+      step: 'planner',
+      jobId: s.jobId,
+      jobVariantsId: id,
+      attempt: 2,
+      error: 'boom again',
+    }),
+  );
+  t.equal(await retryStep(db.pool, { ...subject, attempt: 2, maxAttempts: 2, instanceId: I }), null, 'at the limit');
+  const g = await giveUp(db.pool, { ...subject, attempt: 2, maxAttempts: 2, policy: 'all' });
+  t.match(g, { attempts: 2, jobFailureReason: 'planner failed after 2 attempts: boom again' });
+  t.match(await jobState(db.pool, s.jobId), {
+    status: 'failed',
+    failure_reason: 'planner failed after 2 attempts: boom again',
+  });
+
+  const rj = await retryJob(db.pool, s.jobId);
+  t.same(rj.requeued, [{ jobVariantsId: id, step: 'planner', attempt: 3 }]);
+  t.equal(rj.previousFailureReason, 'planner failed after 2 attempts: boom again');
+  const js = await jobState(db.pool, s.jobId);
+  t.equal(js.failure_reason, null, 'job no longer failed for good');
+  t.not(js.status, 'failed');
+  const vr = await db.pool.query(
+    'SELECT status, attempt, attempt_base, given_up_at, dispatch_requested_at FROM jobs_variants WHERE job_variants_id = $1',
+    [id],
+  );
+  t.match(vr.rows[0], { status: 'queued', attempt: 3, attempt_base: 2, given_up_at: null });
+  t.ok(vr.rows[0].dispatch_requested_at, 'dispatch requested for the listener');
+});
+
+t.test('rescue: only stale rows, fenced by attempt; the late finish of the old attempt is refused', async (t) => {
+  const s = await seedJob(db.pool, { variants: 1, variantStep: 'overlay', variantStatus: 'queued' });
+  const id = s.variantIds[0]!;
+  const st = await stageStart(db.pool, { step: 'overlay', jobId: s.jobId, jobVariantsId: id, attempt: 1 });
+  t.ok(st.started);
+  const subject = { jobId: s.jobId, jobVariantsId: id, step: 'overlay' as const };
+  t.equal(
+    await rescueStep(db.pool, { ...subject, attempt: 1, rescueAfterMs: 60_000, maxAttempts: 3, instanceId: I }),
+    null,
+    'not stale yet',
+  );
+  await db.pool.query(`UPDATE jobs_variants SET updated_at = now() - interval '2 minutes' WHERE job_variants_id = $1`, [
+    id,
+  ]);
+  const r = await rescueStep(db.pool, { ...subject, attempt: 1, rescueAfterMs: 60_000, maxAttempts: 3, instanceId: I });
+  t.match(r, { attempt: 2, trigger: 'rescue' });
+  t.notOk(
+    await stageFinishDone(db.pool, { step: 'overlay', jobId: s.jobId, jobVariantsId: id, attempt: 1 }),
+    'late finish of attempt 1 refused',
+  );
+  t.match(await variantState(db.pool, id), { status: 'queued', attempt: 2 });
+});
+
+t.test('retryJob and cancelJob validate their input', async (t) => {
+  const s = await seedJob(db.pool, { variants: 1 });
+  await t.rejects(retryJob(db.pool, '00000000-0000-0000-0000-000000000000'), /not found/);
+  await t.rejects(
+    retryJob(db.pool, s.jobId, { variantId: '00000000-0000-0000-0000-000000000000' }),
+    /not found in job/,
+  );
+  t.same((await retryJob(db.pool, s.jobId)).requeued, [], 'nothing failed: nothing re-queued');
+});

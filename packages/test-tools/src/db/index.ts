@@ -1,0 +1,3 @@
+export * from './embedded.js';
+export * from './harness.js';
+export * from './seed.js';
