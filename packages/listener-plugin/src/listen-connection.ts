@@ -21,7 +21,8 @@ export interface ListenConnectionOptions {
   livenessIntervalMs: number;
   livenessTimeoutMs: number;
   onNotification: (channel: string, payload: string | undefined) => void;
-  onConnected: (reconnect: boolean) => void;
+  /** Runs after each (re)connect; the first `start()` resolves only after it settles. */
+  onConnected: (reconnect: boolean) => void | Promise<void>;
   random?: () => number;
 }
 
@@ -36,6 +37,7 @@ export class ListenConnection {
   private livenessBusy = false;
   private connecting: Promise<void> | null = null;
   reconnects = 0;
+  private afterConnect: Promise<void> | null = null;
   connectedAt: Date | null = null;
 
   constructor(private readonly o: ListenConnectionOptions) {}
@@ -48,6 +50,7 @@ export class ListenConnection {
   async start(): Promise<void> {
     this.stopping = false;
     await this.connectOnce();
+    await this.afterConnect;
   }
 
   private connectOnce(): Promise<void> {
@@ -92,7 +95,10 @@ export class ListenConnection {
     this.connectedAt = new Date();
     this.startLiveness(client);
     this.o.log.info({ reconnect }, 'listener started');
-    this.o.onConnected(reconnect);
+    // Not awaited here (a reconnect must not wait behind it); start() awaits the first one.
+    this.afterConnect = Promise.resolve()
+      .then(() => this.o.onConnected(reconnect))
+      .catch(() => {});
   }
 
   /** The connection failed or ended: release it and schedule a reconnect (once per client). */

@@ -133,7 +133,10 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
             : null;
       p?.catch((err: unknown) => log.error({ err: (err as Error).message, channel }, 'listener error'));
     },
-    onConnected: (reconnect) => void runRecovery(reconnect ? 'reconnect sweep' : 'startup sweep'),
+    // Awaited: `fastify.ready()` resolves once the startup sweep has run.
+    onConnected: async (reconnect) => {
+      await runRecovery(reconnect ? 'reconnect sweep' : 'startup sweep');
+    },
   });
 
   if (!fastify.hasDecorator('scheduler')) await fastify.register(fastifySchedule);

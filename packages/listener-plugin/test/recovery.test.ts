@@ -75,6 +75,13 @@ t.test('plugin stopped while transitions happen, then started: the startup sweep
   t.equal(stage.requests.length, 0, 'nothing dispatched while stopped');
   const second = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryInterval: 3600 });
   t.teardown(() => second.app.close());
+  // ready() resolved after the startup sweep: the three successors are already claimed.
+  const claimedAtReady = await db.pool.query(
+    `SELECT count(*)::int AS n FROM pipeline_step_runs WHERE job_id = $1 AND step = 'vlm_analyze'`,
+    [s.jobId],
+  );
+  t.equal(claimedAtReady.rows[0].n, 3, 'ready() waits for the startup sweep');
+  t.equal(second.app.jobStateListener.status().recoveryRuns, 1, 'one sweep (the startup one) when ready');
   await waitFor(() => jobDone(s.jobId), { timeoutMs: 60_000, message: 'job done after restart' });
   assertOncePerStep(t, stage.requests, s.jobId, 3);
   t.ok((second.app.jobStateListener.status().recoveries ?? 0) >= 3, 'the three img_gen/done variants recovered');
