@@ -56,6 +56,12 @@ export const listenerOptionsSchema = z
     livenessTimeoutMs: z.number().int().min(10).optional(),
     /** How long close() lets in-flight stage calls finish (default 10000 ms). */
     closeGraceMs: z.number().int().min(0).optional(),
+    /**
+     * Several instances: how long an instance that does not own a subject waits before
+     * claiming it itself (the owner claims at once). 0 = every instance claims at once.
+     * Default 500 ms.
+     */
+    claimDelayMs: z.number().int().min(0).max(60_000).optional(),
     /** Size of the pool the plugin opens when the host has no @fastify/postgres (default 10). */
     poolMax: z.number().int().min(1).optional(),
     /** Environment to read instead of process.env (tests). */
@@ -82,6 +88,7 @@ export interface ResolvedConfig {
   livenessTimeoutMs: number;
   closeGraceMs: number;
   poolMax: number;
+  claimDelayMs: number;
 }
 
 export class ConfigError extends Error {
@@ -157,6 +164,7 @@ export function resolveConfig(options: unknown): ResolvedConfig {
       livenessTimeoutMs: o.livenessTimeoutMs ?? 3_000,
       closeGraceMs: o.closeGraceMs ?? 10_000,
       poolMax: o.poolMax ?? 10,
+      claimDelayMs: o.claimDelayMs ?? 500,
     };
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`@feedlyai/listener-plugin: ${err.message}`);

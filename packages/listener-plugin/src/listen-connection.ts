@@ -3,8 +3,10 @@
  * application_name 'job_state_listener', LISTENing on both channels. On error
  * or end it is released and re-made after the reconnect delay with jitter
  * (capped exponential backoff after repeated failures); after every
- * (re)connect `onConnected` runs (the recovery sweep). A periodic `SELECT 1`
- * with a timeout notices a connection that died silently.
+ * (re)connect `onConnected` runs (the recovery sweep). A periodic query with
+ * a timeout notices a connection that died silently; the same query lists the
+ * live `job_state_listener` connections of this database (`onPeers`), from
+ * which the engine decides which instance claims a subject first.
  */
 import type { EngineLogger } from '@feedlyai/pipeline-core';
 import pg from 'pg';
@@ -24,7 +26,16 @@ export interface ListenConnectionOptions {
   /** Runs after each (re)connect; the first `start()` resolves only after it settles. */
   onConnected: (reconnect: boolean) => void | Promise<void>;
   random?: () => number;
+  /** The connection was lost (before the reconnect is scheduled). */
+  onLost?: (err: unknown) => void;
+  /** This connection's backend pid and the pids of every listener connection on the database. */
+  onPeers?: (self: number, pids: number[]) => void;
 }
+
+const PEERS_SQL = `SELECT pg_backend_pid() AS self,
+        coalesce(array_agg(pid ORDER BY pid), '{}') AS pids
+   FROM pg_stat_activity
+  WHERE application_name = '${APPLICATION_NAME}' AND datname = current_database()`;
 
 export class ListenConnection {
   private client: pg.Client | null = null;
@@ -80,6 +91,7 @@ export class ListenConnection {
       this.o.log.info({ channel: VARIANT_CHANNEL }, `LISTEN '${VARIANT_CHANNEL}' started`);
       await client.query(`LISTEN ${JOB_CHANNEL}`);
       this.o.log.info({ channel: JOB_CHANNEL }, `LISTEN '${JOB_CHANNEL}' started`);
+      await this.checkPeers(client);
     } catch (err) {
       this.lost(client, err);
       return;
@@ -109,6 +121,7 @@ export class ListenConnection {
     this.stopLiveness();
     destroy(client);
     if (this.stopping) return;
+    this.o.onLost?.(err);
     this.failures++;
     const base = Math.min(this.o.maxReconnectDelayMs, this.o.reconnectDelayMs * 2 ** Math.max(0, this.failures - 1));
     const random = this.o.random ?? Math.random;
@@ -138,13 +151,20 @@ export class ListenConnection {
           this.o.livenessTimeoutMs,
         );
       });
-      Promise.race([client.query('SELECT 1'), timeout])
+      Promise.race([this.checkPeers(client), timeout])
         .catch((err: unknown) => this.lost(client, err))
         .finally(() => {
           clearTimeout(timer);
           this.livenessBusy = false;
         });
     }, this.o.livenessIntervalMs);
+  }
+
+  /** The liveness query: also reports the live listener connections (peers). */
+  private async checkPeers(client: pg.Client): Promise<void> {
+    const r = await client.query<{ self: number; pids: number[] }>(PEERS_SQL);
+    const row = r.rows[0];
+    if (row && this.client === client) this.o.onPeers?.(row.self, row.pids.map(Number));
   }
 
   private stopLiveness(): void {

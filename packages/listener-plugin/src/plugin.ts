@@ -65,6 +65,19 @@ function clientConfigFrom(cfg: ResolvedConfig, hostPool: pg.Pool | undefined): p
   );
 }
 
+/** Checks out every idle connection of the pool and destroys it (the next queries connect afresh). */
+async function dropIdleConnections(pool: pg.Pool): Promise<void> {
+  const clients: pg.PoolClient[] = [];
+  try {
+    // An idle client is handed out without a round trip; stop at the first one that is not idle.
+    for (let n = pool.idleCount; n > 0 && pool.idleCount > 0; n--) clients.push(await pool.connect());
+  } catch {
+    // the pool is closing, or a fresh connection failed: nothing more to drop
+  } finally {
+    for (const c of clients) c.release(true);
+  }
+}
+
 const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, options) => {
   if (fastify.hasDecorator('jobStateListener')) {
     throw new Error('@feedlyai/listener-plugin is already registered on this instance');
@@ -105,6 +118,7 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       recoveryWindowHours: cfg.recoveryWindowHours,
       maxInFlight: cfg.maxInFlight,
       stepOverrides: cfg.stepOverrides,
+      claimDelayMs: cfg.claimDelayMs,
     });
   } catch (err) {
     await ownPool?.end().catch(() => {});
@@ -133,6 +147,12 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
             : null;
       p?.catch((err: unknown) => log.error({ err: (err as Error).message, channel }, 'listener error'));
     },
+    // The pool's idle connections share the LISTEN connection's network path: a path that died
+    // silently would leave them hanging until query_timeout, so the plugin's own pool drops them.
+    onLost: () => {
+      if (ownPool) void dropIdleConnections(ownPool);
+    },
+    onPeers: (self, pids) => engine.setPeers(String(self), pids.map(String)),
     // Awaited: `fastify.ready()` resolves once the startup sweep has run.
     onConnected: async (reconnect) => {
       await runRecovery(reconnect ? 'reconnect sweep' : 'startup sweep');

@@ -5,8 +5,16 @@
  *
  * Hot path for a variant `(S,'done')` notification: parse, ONE claim round
  * trip (UPDATE ... RETURNING with the run log insert in the same statement),
- * ONE HTTP call. The run row is updated after the HTTP answer, off the path of
- * the next step's dispatch.
+ * ONE HTTP call. The run row is updated after the HTTP answer, batched with
+ * other outcomes (one statement per `runLogFlushMs`), off the path of the next
+ * step's dispatch.
+ *
+ * Several instances: every instance receives every notification, but only the
+ * subject's owner (rendezvous hash of the subject over the LISTEN connections
+ * the host reports with `setPeers`) claims at once; the others wait
+ * `claimDelayMs` and claim only if no notification has shown the subject
+ * moving on meanwhile (the owner died or is slow). The guarded UPDATE stays
+ * the exactly-once gate: ownership only saves the losing claim statements.
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
@@ -19,12 +27,12 @@ import { sleep } from './semaphore.js';
 import { claimFanIn, type FanInPolicy, failJobIfNoVariantSucceeded } from './sql/claimFanIn.js';
 import { claimJobNext } from './sql/claimJobNext.js';
 import { claimRequested } from './sql/claimRequested.js';
-import { claimVariant, variantSuccessor } from './sql/claimVariant.js';
+import { claimVariant, claimVariants, variantSuccessor } from './sql/claimVariant.js';
 import { type GaveUp, giveUp, rejectStep } from './sql/giveUp.js';
 import { type RecoveryRow, recoveryScan } from './sql/recoveryScan.js';
 import { rescueStep, timeOutStep } from './sql/rescueStep.js';
 import { retryStep } from './sql/retryStep.js';
-import { finishRun, type RunState } from './sql/stepRuns.js';
+import { type RunState, RunLogWriter } from './sql/stepRuns.js';
 import type { StepSubject } from './sql/subject.js';
 import type { ClaimedStep, ClaimTrigger } from './sql/types.js';
 import {
@@ -59,6 +67,10 @@ export interface PipelineEngineOptions {
   connectionBackoffBaseMs?: number | undefined;
   retryAfterCapMs?: number | undefined;
   random?: (() => number) | undefined;
+  /** How long a non-owner instance waits before claiming a subject itself (default 500 ms). */
+  claimDelayMs?: number | undefined;
+  /** Run-log outcomes are written in one statement per this many ms (default 25). */
+  runLogFlushMs?: number | undefined;
 }
 
 export interface StepEvent {
@@ -110,6 +122,10 @@ export interface EngineCounters {
   recoveries: number;
   /** Recovery sweeps run. */
   recoveryRuns: number;
+  /** Notifications of subjects owned by another instance, left to it (claimed later only if it did not). */
+  deferred: number;
+  /** Deferred claims that were made after the delay (the owner had not moved the subject on). */
+  deferredClaims: number;
 }
 
 export interface EngineStatus extends EngineCounters {
@@ -118,6 +134,10 @@ export interface EngineStatus extends EngineCounters {
   inFlight: number;
   waitingForSlot: number;
   pendingRetries: number;
+  /** Live instances this one knows of (1 until the host reports peers). */
+  peers: number;
+  /** Claims currently left to their owner. */
+  pendingDeferred: number;
   lastNotificationAt: Date | null;
   closed: boolean;
 }
@@ -153,6 +173,8 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     giveUps: 0,
     recoveries: 0,
     recoveryRuns: 0,
+    deferred: 0,
+    deferredClaims: 0,
   };
   private lastNotificationAt: Date | null = null;
   /** Work started by this engine (claims, dispatches, run-row updates): close() waits for it. */
@@ -160,6 +182,15 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private closing = false;
   private closed = false;
+  private readonly runLog: RunLogWriter;
+  private readonly claimDelayMs: number;
+  /** This instance's key and every live instance's key (sorted), from setPeers. */
+  private peers: { self: string; all: string[] } | null = null;
+  /** Claims left to the subject's owner: subject key -> still-pending check. */
+  private readonly deferredClaims = new Map<
+    string,
+    { stillDue: (step: Step, status: string) => boolean; timer: NodeJS.Timeout }
+  >();
 
   constructor(opts: PipelineEngineOptions) {
     super();
@@ -176,6 +207,14 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     this.graph = withOverrides(opts.stepOverrides ?? {});
     this.minRescueAfterMs = Math.min(...AUTOMATIC_STEPS.map((s) => this.graph[s].rescueAfterMs));
     this.random = opts.random ?? Math.random;
+    this.claimDelayMs = opts.claimDelayMs ?? 500;
+    if (!(this.claimDelayMs >= 0)) throw new Error(`claimDelayMs must be >= 0: ${opts.claimDelayMs}`);
+    this.runLog = new RunLogWriter(this.pool, {
+      flushMs: opts.runLogFlushMs ?? 25,
+      maxBatch: 500,
+      onError: (err, lost) =>
+        this.log.warn({ err: (err as Error).message, runs: lost }, 'could not record run outcomes'),
+    });
     this.dispatcher = new StageDispatcher({
       stageApiUrl: opts.stageApiUrl,
       stageApiToken: opts.stageApiToken,
@@ -198,6 +237,8 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       inFlight: this.dispatcher.inFlight,
       waitingForSlot: this.dispatcher.waiting,
       pendingRetries: this.retryTimers.size,
+      peers: this.peers?.all.length ?? 1,
+      pendingDeferred: this.deferredClaims.size,
       lastNotificationAt: this.lastNotificationAt,
       closed: this.closed,
     };
@@ -226,27 +267,42 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       },
       '[LISTENER] Job Variant state change detected',
     );
+    const key = `v:${p.job_variants_id}`;
+    this.noteProgress(key, p.current_step, p.status);
+    const prev = p.current_step;
     if (p.status === 'done') {
-      if (p.current_step === FAN_IN_FROM) return this.track(this.tryFanIn(p.job_id, 'notify')).then(() => {});
-      if (variantSuccessor(p.current_step)) {
-        return this.track(
-          this.claimAndDispatch(
-            () =>
-              claimVariant(this.pool, {
-                jobVariantsId: p.job_variants_id,
-                prev: p.current_step,
-                trigger: 'notify',
-                instanceId: this.instanceId,
-              }),
-            { job_id: p.job_id, job_variants_id: p.job_variants_id, step: p.current_step },
-          ),
-        ).then(() => {});
+      if (prev === FAN_IN_FROM) {
+        return this.claimOrDefer(
+          `j:${p.job_id}`,
+          (step, status) => !isJobLevel(step) && status !== 'failed',
+          () => this.tryFanIn(p.job_id, 'notify'),
+        );
+      }
+      if (variantSuccessor(prev)) {
+        return this.claimOrDefer(
+          key,
+          (step, status) => step === prev && status === 'done',
+          () =>
+            this.claimAndDispatch(
+              () =>
+                claimVariant(this.pool, {
+                  jobVariantsId: p.job_variants_id,
+                  prev,
+                  trigger: 'notify',
+                  instanceId: this.instanceId,
+                }),
+              { job_id: p.job_id, job_variants_id: p.job_variants_id, step: prev },
+            ),
+        );
       }
       return Promise.resolve();
     }
-    if (p.status === 'failed' && p.attempt && !isJobLevel(p.current_step) && this.graph[p.current_step].route) {
-      return this.track(
-        this.onStepFailed({ jobId: p.job_id, jobVariantsId: p.job_variants_id, step: p.current_step }, p.attempt),
+    const attempt = p.attempt;
+    if (p.status === 'failed' && attempt && !isJobLevel(prev) && this.graph[prev].route) {
+      return this.claimOrDefer(
+        key,
+        (step, status) => step === prev && status === 'failed',
+        () => this.onStepFailed({ jobId: p.job_id, jobVariantsId: p.job_variants_id, step: prev }, attempt),
       );
     }
     // queued / running: nothing to claim, no round trip.
@@ -268,35 +324,104 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       { job_id: p.job_id, step: p.current_step, status: p.status, attempt: p.attempt ?? undefined },
       '[LISTENER] Job state change detected',
     );
+    const key = `j:${p.job_id}`;
+    this.noteProgress(key, p.current_step, p.status);
     if (p.manual) return this.track(this.recover({ jobId: p.job_id }).then(() => {}));
-    if (isJobLevel(p.current_step)) {
-      if (p.status === 'done' && p.current_step === FINAL_STEP) {
-        this.log.info({ job_id: p.job_id, step: p.current_step }, 'job done');
+    const prev = p.current_step;
+    if (isJobLevel(prev)) {
+      if (p.status === 'done' && prev === FINAL_STEP) {
+        this.log.info({ job_id: p.job_id, step: prev }, 'job done');
         this.emit('job:done', { jobId: p.job_id });
         return Promise.resolve();
       }
       if (p.status === 'done') {
-        return this.track(
-          this.claimAndDispatch(
-            () =>
-              claimJobNext(this.pool, {
-                jobId: p.job_id,
-                prev: p.current_step,
-                trigger: 'notify',
-                instanceId: this.instanceId,
-              }),
-            { job_id: p.job_id, step: p.current_step },
-          ),
-        ).then(() => {});
+        return this.claimOrDefer(
+          key,
+          (step, status) => step === prev && status === 'done',
+          () =>
+            this.claimAndDispatch(
+              () => claimJobNext(this.pool, { jobId: p.job_id, prev, trigger: 'notify', instanceId: this.instanceId }),
+              { job_id: p.job_id, step: prev },
+            ),
+        );
       }
-      if (p.status === 'failed' && p.attempt) {
-        return this.track(this.onStepFailed({ jobId: p.job_id, jobVariantsId: null, step: p.current_step }, p.attempt));
+      const attempt = p.attempt;
+      if (p.status === 'failed' && attempt) {
+        return this.claimOrDefer(
+          key,
+          (step, status) => step === prev && status === 'failed',
+          () => this.onStepFailed({ jobId: p.job_id, jobVariantsId: null, step: prev }, attempt),
+        );
       }
       return Promise.resolve();
     }
     if (p.status === 'failed') return Promise.resolve(); // failed for good (given up, cancelled)
     // A job row moving in the variant phase: recover that job's lagging variants.
     return this.track(this.recover({ jobId: p.job_id }).then(() => {}));
+  }
+
+  // ---------------------------------------------------------------- ownership
+
+  /**
+   * The live instances, as keys the host chose (the listener plugin uses the
+   * backend pid of each `job_state_listener` connection). `self` is this
+   * instance's key; it is added to `all` if missing. With one instance, or
+   * before the first call, this instance owns everything.
+   */
+  setPeers(self: string, all: readonly string[]): void {
+    const set = new Set(all);
+    set.add(self);
+    this.peers = { self, all: [...set].sort() };
+  }
+
+  /** Whether this instance claims `key` at once (rendezvous hashing over the peers). */
+  ownsSubject(key: string): boolean {
+    const peers = this.peers;
+    if (!peers || peers.all.length <= 1) return true;
+    let best = '';
+    let bestScore = -1;
+    for (const peer of peers.all) {
+      const score = fnv1a(`${key}|${peer}`);
+      if (score > bestScore) {
+        best = peer;
+        bestScore = score;
+      }
+    }
+    return best === peers.self;
+  }
+
+  /**
+   * Runs `work` now if this instance owns the subject; otherwise after
+   * `claimDelayMs`, unless a notification meanwhile showed the subject moving
+   * on (`stillDue` false). A later event for the same subject replaces it.
+   */
+  private claimOrDefer(
+    key: string,
+    stillDue: (step: Step, status: string) => boolean,
+    work: () => Promise<unknown>,
+  ): Promise<void> {
+    if (this.claimDelayMs === 0 || this.ownsSubject(key)) return this.track(work()).then(() => {});
+    this.counters.deferred++;
+    const earlier = this.deferredClaims.get(key);
+    if (earlier) clearTimeout(earlier.timer);
+    const timer = setTimeout(() => {
+      if (this.deferredClaims.get(key)?.timer !== timer) return;
+      this.deferredClaims.delete(key);
+      if (this.closing) return;
+      this.counters.deferredClaims++;
+      void this.track(work());
+    }, this.claimDelayMs);
+    this.deferredClaims.set(key, { stillDue, timer });
+    return Promise.resolve();
+  }
+
+  /** A notification about `key`: drops a deferred claim it shows to be done by someone else. */
+  private noteProgress(key: string, step: Step, status: string): void {
+    const d = this.deferredClaims.get(key);
+    if (!d || d.stillDue(step, status)) return;
+    clearTimeout(d.timer);
+    this.deferredClaims.delete(key);
+    this.counters.skips++;
   }
 
   private skipMalformed(channel: string, error: string, raw: unknown): void {
@@ -405,9 +530,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
         error = o.error;
         this.log.warn({ ...base, error: o.error }, 'stage call aborted on close (left to rescue)');
     }
-    await finishRun(this.pool, { runId: c.runId, state, httpStatus, durationMs: o.durationMs, error }).catch(
-      (err: unknown) => this.log.warn({ ...fields(c), err }, 'could not record the run outcome'),
-    );
+    this.runLog.add({ runId: c.runId, state, httpStatus, durationMs: o.durationMs, error });
     if (o.kind === 'failed') await this.onStepFailed(subject(c), c.attempt);
     if (o.kind === 'rejected') {
       const gave = await rejectStep(this.pool, {
@@ -521,7 +644,34 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       jobId: scope.jobId,
     });
     let recovered = 0;
-    for (const row of [...scan.variants, ...scan.jobs]) {
+    // Variants `done` with a step whose successor was never claimed: one claim statement per step.
+    const doneByStep = new Map<Step, string[]>();
+    const rest: RecoveryRow[] = [];
+    for (const row of scan.variants) {
+      if (row.status === 'done' && row.jobVariantsId && variantSuccessor(row.step)) {
+        const ids = doneByStep.get(row.step) ?? [];
+        ids.push(row.jobVariantsId);
+        doneByStep.set(row.step, ids);
+      } else rest.push(row);
+    }
+    for (const [prev, ids] of doneByStep) {
+      for (let i = 0; i < ids.length && !this.closing; i += RECOVERY_BATCH) {
+        const chunk = ids.slice(i, i + RECOVERY_BATCH);
+        try {
+          const claimed = await claimVariants(this.pool, {
+            jobVariantsIds: chunk,
+            prev,
+            trigger: 'recovery',
+            instanceId: this.instanceId,
+          });
+          for (const c of claimed) this.dispatch(c);
+          recovered += claimed.length;
+        } catch (err) {
+          this.log.error({ step: prev, variants: chunk.length, err }, 'listener error: recovery of a batch failed');
+        }
+      }
+    }
+    for (const row of [...rest, ...scan.jobs]) {
       if (this.closing) break;
       try {
         if (await this.recoverRow(row)) recovered++;
@@ -657,6 +807,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       clearTimeout(timer);
       if (r === 'timeout') return false;
     }
+    await this.runLog.flush();
     return true;
   }
 
@@ -670,6 +821,8 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     this.closing = true;
     for (const t of this.retryTimers.values()) clearTimeout(t);
     this.retryTimers.clear();
+    for (const d of this.deferredClaims.values()) clearTimeout(d.timer);
+    this.deferredClaims.clear();
     const finished = await this.idle(opts.graceMs ?? 10_000);
     if (!finished) {
       this.log.warn({ in_flight: this.dispatcher.inFlight }, 'close: grace period over, aborting stage calls');
@@ -677,9 +830,23 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       await this.idle(5_000);
     }
     await this.dispatcher.close();
+    await this.runLog.flush();
     this.closed = true;
     await sleep(0);
   }
+}
+
+/** Variants claimed per recovery statement. */
+const RECOVERY_BATCH = 500;
+
+/** 32-bit FNV-1a of a string (rendezvous hashing; not for security). */
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
 }
 
 function fields(c: ClaimedStep) {

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { cancelJob } from '../src/sql/cancelJob.js';
 import { claimFanIn } from '../src/sql/claimFanIn.js';
 import { claimJobNext } from '../src/sql/claimJobNext.js';
-import { claimVariant } from '../src/sql/claimVariant.js';
+import { claimVariant, claimVariants } from '../src/sql/claimVariant.js';
 import { giveUp } from '../src/sql/giveUp.js';
 import { rescueStep } from '../src/sql/rescueStep.js';
 import { retryJob } from '../src/sql/retryJob.js';
@@ -33,6 +33,47 @@ t.test('variant claim: exactly one of many concurrent claimers wins, and the cla
     [id],
   );
   t.same(runs.rows, [{ step: 'vlm_analyze', attempt: 1, trigger: 'notify', state: 'dispatched' }]);
+});
+
+t.test('batch claim (recovery): only rows done with that step, each once against concurrent claimers', async (t) => {
+  const a = await seedJob(db.pool, { variants: 30, variantStep: 'yolo_detect', variantStatus: 'done' });
+  const b = await seedJob(db.pool, { variants: 2, variantStep: 'yolo_detect', variantStatus: 'running' });
+  const ids = [...a.variantIds, ...b.variantIds];
+  // Two sweeps with the whole set and a live claim per row, all at once.
+  const [one, two, ...singles] = await Promise.all([
+    claimVariants(db.pool, { jobVariantsIds: ids, prev: 'yolo_detect', trigger: 'recovery', instanceId: 'sweep-1' }),
+    claimVariants(db.pool, {
+      jobVariantsIds: [...ids].reverse(),
+      prev: 'yolo_detect',
+      trigger: 'recovery',
+      instanceId: 'sweep-2',
+    }),
+    ...a.variantIds.map((id) =>
+      claimVariant(db.pool, { jobVariantsId: id, prev: 'yolo_detect', trigger: 'notify', instanceId: 'live' }),
+    ),
+  ]);
+  const won = [...one, ...two, ...singles.filter((c) => c !== null)];
+  t.equal(won.length, 30, 'each done variant claimed once');
+  t.same(new Set(won.map((c) => c.jobVariantsId)), new Set(a.variantIds), 'exactly the done ones');
+  t.ok(
+    won.every((c) => c.step === 'planner' && c.attempt === 1 && c.tenantId === a.tenantId),
+    'claimed for the successor',
+  );
+  const runs = await db.pool.query(
+    `SELECT job_variants_id::text AS id, run_id::text FROM pipeline_step_runs WHERE job_id = $1`,
+    [a.jobId],
+  );
+  t.equal(runs.rowCount, 30, 'one run row per claim');
+  const runOf = new Map(runs.rows.map((r) => [r.id, r.run_id]));
+  t.ok(
+    won.every((c) => runOf.get(c.jobVariantsId as string) === c.runId),
+    'each claim carries its own run row',
+  );
+  t.match(await variantState(db.pool, b.variantIds[0]!), { current_step: 'yolo_detect', status: 'running' });
+  t.same(
+    await claimVariants(db.pool, { jobVariantsIds: [], prev: 'yolo_detect', trigger: 'recovery', instanceId: I }),
+    [],
+  );
 });
 
 t.test('a row set back to done by hand is claimed again (no unique key swallows a re-run)', async (t) => {

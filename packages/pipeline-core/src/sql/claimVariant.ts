@@ -41,3 +41,48 @@ export async function claimVariant(db: Queryable, a: ClaimVariantArgs): Promise<
   );
   return toClaimed(rows[0], next, a.trigger);
 }
+
+export interface ClaimVariantsArgs {
+  jobVariantsIds: readonly string[];
+  /** The step every one of them is `done` with. */
+  prev: Step;
+  trigger: ClaimTrigger;
+  instanceId: string;
+}
+
+/**
+ * The claim of `claimVariant` for many variants done with the same step, in
+ * one statement (recovery sweeps): the same guard per row, so a row another
+ * instance or a live event claimed first is simply not returned (a row locked
+ * by a claim in progress is waited for and re-checked). Rows are locked in key
+ * order, so two sweeps claiming overlapping sets cannot deadlock each other.
+ */
+export async function claimVariants(db: Queryable, a: ClaimVariantsArgs): Promise<ClaimedStep[]> {
+  const next = variantSuccessor(a.prev);
+  if (!next || a.jobVariantsIds.length === 0) return [];
+  const { rows } = await db.query<ClaimRow>(
+    `WITH target AS (
+       SELECT v.job_variants_id FROM jobs_variants v
+        WHERE v.job_variants_id = ANY($1::uuid[]) AND v.current_step = $3 AND v.status = 'done'
+        ORDER BY v.job_variants_id
+          FOR UPDATE
+     ), claimed AS (
+       UPDATE jobs_variants v
+          SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
+              dispatch_requested_at = NULL
+         FROM target t, jobs j
+        WHERE v.job_variants_id = t.job_variants_id AND j.job_id = v.job_id
+          AND v.current_step = $3 AND v.status = 'done'
+          AND j.failure_reason IS NULL
+        RETURNING v.job_id, j.tenant_id, v.job_variants_id, v.attempt
+     ), run AS (
+       INSERT INTO pipeline_step_runs (job_id, job_variants_id, step, attempt, trigger, instance_id)
+       SELECT c.job_id, c.job_variants_id, $2::text, c.attempt, $4::text, $5::text FROM claimed c
+       RETURNING run_id, job_variants_id
+     )
+     SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.attempt, r.run_id::text
+       FROM claimed c JOIN run r USING (job_variants_id)`,
+    [[...a.jobVariantsIds].sort(), next, a.prev, a.trigger, a.instanceId],
+  );
+  return rows.map((r) => toClaimed(r, next, a.trigger) as ClaimedStep);
+}

@@ -9,15 +9,82 @@ export interface FinishRunArgs {
   httpStatus: number | null;
   durationMs: number;
   error?: string | null;
+  /** When the answer came (default: now). */
+  finishedAt?: Date;
 }
 
 export async function finishRun(db: Queryable, a: FinishRunArgs): Promise<void> {
+  await finishRuns(db, [a]);
+}
+
+/** Several outcomes in one statement (the engine batches them). */
+export async function finishRuns(db: Queryable, runs: readonly FinishRunArgs[]): Promise<void> {
+  if (runs.length === 0) return;
   await db.query(
-    `UPDATE pipeline_step_runs
-        SET state = $2, http_status = $3, duration_ms = $4, error = $5, finished_at = now()
-      WHERE run_id = $1`,
-    [a.runId, a.state, a.httpStatus, Math.round(a.durationMs), a.error ? a.error.slice(0, 4000) : null],
+    `UPDATE pipeline_step_runs r
+        SET state = u.state, http_status = u.http_status, duration_ms = u.duration_ms, error = u.error,
+            finished_at = u.finished_at
+       FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[], $6::timestamptz[])
+            AS u(run_id, state, http_status, duration_ms, error, finished_at)
+      WHERE r.run_id = u.run_id`,
+    [
+      runs.map((a) => a.runId),
+      runs.map((a) => a.state),
+      runs.map((a) => a.httpStatus),
+      runs.map((a) => Math.round(a.durationMs)),
+      runs.map((a) => (a.error ? a.error.slice(0, 4000) : null)),
+      runs.map((a) => a.finishedAt ?? new Date()),
+    ],
   );
+}
+
+/**
+ * Buffers run outcomes and writes them in one statement per `flushMs` (or
+ * per `maxBatch` outcomes): the run log is bookkeeping, so one round trip per
+ * step for it is not worth paying. `flush()` writes what is buffered (close).
+ */
+export class RunLogWriter {
+  private buffer: FinishRunArgs[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly db: Queryable,
+    private readonly o: { flushMs: number; maxBatch: number; onError: (err: unknown, lost: number) => void },
+  ) {}
+
+  add(run: FinishRunArgs): void {
+    this.buffer.push({ ...run, finishedAt: run.finishedAt ?? new Date() });
+    if (this.buffer.length >= this.o.maxBatch) void this.flush();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        void this.flush();
+      }, this.o.flushMs);
+    }
+  }
+
+  get pending(): number {
+    return this.buffer.length;
+  }
+
+  /** Writes everything buffered so far; resolves when it is written (or failed and was reported). */
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const batch = this.buffer;
+    this.buffer = [];
+    const write = this.flushing.then(async () => {
+      if (batch.length === 0) return;
+      try {
+        await finishRuns(this.db, batch);
+      } catch (err) {
+        this.o.onError(err, batch.length);
+      }
+    });
+    this.flushing = write;
+    return write;
+  }
 }
 
 export interface StepRunRow {
