@@ -51,6 +51,11 @@ export interface ChainRun {
   /** CPU seconds used by the bench process (the stage double). */
   doubleCpuSeconds: number;
   profile: DbProfile & { statementsPerStep: number; commitsPerStep: number };
+  /**
+   * Ours only, summed over the instances: notifications left to their owner,
+   * deferred claims made after the delay, and claims or events that led nowhere.
+   */
+  engine?: { deferred: number; deferredClaims: number; skips: number; dispatches: number };
 }
 
 export interface ChainResult {
@@ -130,9 +135,11 @@ export async function chainRun(
     let workerCpu = 0;
     const stats = await Promise.all(workers.map((w) => w.stop()));
     workers = [];
+    const engine = { deferred: 0, deferredClaims: 0, skips: 0, dispatches: 0 };
     for (const s of stats) {
       const c = s?.cpu as { user: number; system: number } | undefined;
       if (c) workerCpu += (c.user + c.system) / 1e6;
+      for (const k of Object.keys(engine) as (keyof typeof engine)[]) engine[k] += Number(s?.[k] ?? 0);
     }
     const profile = await readProfile(pool, base);
     const steps = o.jobs * (o.variants * VARIANT_STEPS.length + JOB_STEPS.length);
@@ -153,6 +160,7 @@ export async function chainRun(
       machineCpuBusy: busy,
       workerCpuSeconds: round(workerCpu, 2),
       doubleCpuSeconds: round((dcpu.user + dcpu.system) / 1e6, 2),
+      ...(system === 'feedly' ? { engine } : {}),
       profile: {
         ...profile,
         statementsPerStep: round(profile.statements / steps, 2),

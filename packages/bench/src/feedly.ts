@@ -24,7 +24,9 @@ export interface ListenerRunnerConfig {
 export type FeedlyOptions = Omit<ListenerRunnerConfig, 'instanceId'> & { idPrefix?: string };
 
 export function startFeedlyInstance(cfg: ListenerRunnerConfig): Promise<Forked> {
-  return forkChild(siblingModule(import.meta.url, 'listener-runner'), cfg);
+  return forkChild(siblingModule(import.meta.url, 'listener-runner'), cfg, {
+    execArgv: process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [],
+  });
 }
 
 export async function startFeedlyInstances(n: number, o: FeedlyOptions): Promise<Forked[]> {

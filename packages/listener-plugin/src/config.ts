@@ -164,7 +164,7 @@ export function resolveConfig(options: unknown): ResolvedConfig {
       livenessTimeoutMs: o.livenessTimeoutMs ?? 3_000,
       closeGraceMs: o.closeGraceMs ?? 10_000,
       poolMax: o.poolMax ?? 10,
-      claimDelayMs: o.claimDelayMs ?? 500,
+      claimDelayMs: o.claimDelayMs ?? 2000,
     };
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`@feedlyai/listener-plugin: ${err.message}`);

@@ -32,6 +32,9 @@ export interface ListenConnectionOptions {
   onPeers?: (self: number, pids: number[]) => void;
 }
 
+/** Extra peer checks after each (re)connect, ms. */
+const PEER_FOLLOW_UPS_MS = [250, 1000];
+
 const PEERS_SQL = `SELECT pg_backend_pid() AS self,
         coalesce(array_agg(pid ORDER BY pid), '{}') AS pids
    FROM pg_stat_activity
@@ -49,6 +52,7 @@ export class ListenConnection {
   private connecting: Promise<void> | null = null;
   reconnects = 0;
   private afterConnect: Promise<void> | null = null;
+  private peerTimers: NodeJS.Timeout[] = [];
   connectedAt: Date | null = null;
 
   constructor(private readonly o: ListenConnectionOptions) {}
@@ -141,7 +145,7 @@ export class ListenConnection {
 
   private startLiveness(client: pg.Client): void {
     this.stopLiveness();
-    this.livenessTimer = setInterval(() => {
+    const check = () => {
       if (this.livenessBusy || this.client !== client) return;
       this.livenessBusy = true;
       let timer: NodeJS.Timeout | undefined;
@@ -157,7 +161,13 @@ export class ListenConnection {
           clearTimeout(timer);
           this.livenessBusy = false;
         });
-    }, this.o.livenessIntervalMs);
+    };
+    this.livenessTimer = setInterval(check, this.o.livenessIntervalMs);
+    // Instances that start or reconnect together see each other only partly at first: look
+    // again soon, so that they agree on who owns what within a second.
+    this.peerTimers = PEER_FOLLOW_UPS_MS.filter((ms) => ms < this.o.livenessIntervalMs).map((ms) =>
+      setTimeout(check, ms),
+    );
   }
 
   /** The liveness query: also reports the live listener connections (peers). */
@@ -168,6 +178,8 @@ export class ListenConnection {
   }
 
   private stopLiveness(): void {
+    for (const t of this.peerTimers) clearTimeout(t);
+    this.peerTimers = [];
     if (this.livenessTimer) clearInterval(this.livenessTimer);
     this.livenessTimer = null;
   }

@@ -122,3 +122,44 @@ t.test('claimDelayMs 0: every instance claims at once (the guarded UPDATE alone 
     'each exactly once',
   );
 });
+
+t.test(
+  'an owner that goes away: its deferred claims are taken over at the next peer check, not after the delay',
+  async (t) => {
+    const stage = await startFakeStage(db.pool);
+    t.teardown(() => stage.close());
+    const zombie = new pg.Client({ connectionString: db.url, application_name: 'job_state_listener' });
+    await zombie.connect();
+    let zombieOpen = true;
+    t.teardown(() => (zombieOpen ? zombie.end() : undefined));
+    const { app } = await buildApp({
+      connectionString: db.url,
+      stageApiUrl: stage.url,
+      instanceId: 'heir',
+      recoveryInterval: 3600,
+      livenessIntervalMs: 200,
+      claimDelayMs: 60_000,
+    });
+    t.teardown(() => app.close());
+    await waitFor(() => app.jobStateListener.status().peers === 2, { timeoutMs: 30_000, message: 'sees the zombie' });
+    const s = await seedJob(db.pool, { variants: 8 });
+    await markImgGenDone(db.pool, s.variantIds);
+    await waitFor(() => (app.jobStateListener.status().pendingDeferred ?? 0) > 0, {
+      timeoutMs: 30_000,
+      message: 'some variants are left to the zombie',
+    });
+    await zombie.end();
+    zombieOpen = false;
+    // Far less than the 60 s delay: the peer check notices the zombie is gone.
+    await waitFor(() => isJobDone(db.pool, s.jobId), { timeoutMs: 30_000, message: 'job done after the take-over' });
+    const st = app.jobStateListener.status();
+    t.equal(st.peers, 1, 'alone now');
+    t.ok((st.deferredClaims ?? 0) > 0, `took over ${st.deferredClaims} claims`);
+    const per = countBy(stage.requests, (r) => `${r.jobVariantsId ?? r.jobId}:${r.step}`);
+    t.equal(per.size, 8 * VARIANT_STEPS.length + 2, 'every (subject, step) called');
+    t.ok(
+      [...per.values()].every((n) => n === 1),
+      'each exactly once',
+    );
+  },
+);

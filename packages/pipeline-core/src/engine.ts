@@ -138,6 +138,7 @@ export interface EngineStatus extends EngineCounters {
   peers: number;
   /** Claims currently left to their owner. */
   pendingDeferred: number;
+
   lastNotificationAt: Date | null;
   closed: boolean;
 }
@@ -189,7 +190,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   /** Claims left to the subject's owner: subject key -> still-pending check. */
   private readonly deferredClaims = new Map<
     string,
-    { stillDue: (step: Step, status: string) => boolean; timer: NodeJS.Timeout }
+    { stillDue: (step: Step, status: string) => boolean; timer: NodeJS.Timeout; work: () => Promise<unknown> }
   >();
 
   constructor(opts: PipelineEngineOptions) {
@@ -207,7 +208,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     this.graph = withOverrides(opts.stepOverrides ?? {});
     this.minRescueAfterMs = Math.min(...AUTOMATIC_STEPS.map((s) => this.graph[s].rescueAfterMs));
     this.random = opts.random ?? Math.random;
-    this.claimDelayMs = opts.claimDelayMs ?? 500;
+    this.claimDelayMs = opts.claimDelayMs ?? 2000;
     if (!(this.claimDelayMs >= 0)) throw new Error(`claimDelayMs must be >= 0: ${opts.claimDelayMs}`);
     this.runLog = new RunLogWriter(this.pool, {
       flushMs: opts.runLogFlushMs ?? 25,
@@ -239,6 +240,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       pendingRetries: this.retryTimers.size,
       peers: this.peers?.all.length ?? 1,
       pendingDeferred: this.deferredClaims.size,
+
       lastNotificationAt: this.lastNotificationAt,
       closed: this.closed,
     };
@@ -371,7 +373,20 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   setPeers(self: string, all: readonly string[]): void {
     const set = new Set(all);
     set.add(self);
-    this.peers = { self, all: [...set].sort() };
+    const next = { self, all: [...set].sort() };
+    const before = this.peers;
+    this.peers = next;
+    if (before && before.self === next.self && before.all.join() === next.all.join()) return;
+    // An instance went away (or this one reconnected): claims left to it that this one
+    // now owns are made at once instead of after the delay.
+    for (const [key, d] of this.deferredClaims) {
+      if (!this.ownsSubject(key)) continue;
+      clearTimeout(d.timer);
+      this.deferredClaims.delete(key);
+      if (this.closing) continue;
+      this.counters.deferredClaims++;
+      void this.track(d.work());
+    }
   }
 
   /** Whether this instance claims `key` at once (rendezvous hashing over the peers). */
@@ -405,13 +420,17 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     const earlier = this.deferredClaims.get(key);
     if (earlier) clearTimeout(earlier.timer);
     const timer = setTimeout(() => {
-      if (this.deferredClaims.get(key)?.timer !== timer) return;
-      this.deferredClaims.delete(key);
-      if (this.closing) return;
-      this.counters.deferredClaims++;
-      void this.track(work());
+      // Timers run before pending I/O in an event-loop turn: let notifications already
+      // received (the owner's claim among them) be handled first, then decide.
+      setImmediate(() => {
+        if (this.deferredClaims.get(key)?.timer !== timer) return;
+        this.deferredClaims.delete(key);
+        if (this.closing) return;
+        this.counters.deferredClaims++;
+        void this.track(work());
+      });
     }, this.claimDelayMs);
-    this.deferredClaims.set(key, { stillDue, timer });
+    this.deferredClaims.set(key, { stillDue, timer, work });
     return Promise.resolve();
   }
 
