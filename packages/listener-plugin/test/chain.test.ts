@@ -55,9 +55,14 @@ t.test('the whole chain: 3 variants from img_gen/done to instagram_feed_gen/done
   const st = app.jobStateListener.status();
   t.equal(st.dispatches, 3 * 8 + 2);
   t.ok(st.lastNotificationAt instanceof Date);
-  const runs = await db.pool.query(
-    `SELECT count(*)::int AS n FROM pipeline_step_runs WHERE job_id = $1 AND state = 'succeeded'`,
-    [s.jobId],
-  );
-  t.equal(runs.rows[0].n, 26, 'every run row recorded as succeeded');
+  // Run outcomes are written in batches (every 25 ms): the last one may land just after the job is done.
+  const succeeded = async () =>
+    (
+      await db.pool.query(
+        `SELECT count(*)::int AS n FROM pipeline_step_runs WHERE job_id = $1 AND state = 'succeeded'`,
+        [s.jobId],
+      )
+    ).rows[0].n;
+  await waitFor(async () => (await succeeded()) === 26, { timeoutMs: 10_000, message: 'run outcomes written' });
+  t.equal(await succeeded(), 26, 'every run row recorded as succeeded');
 });
