@@ -4,10 +4,9 @@
 import { VARIANT_STEPS } from '@feedlyai/pipeline-core';
 import pg from 'pg';
 import t, { type Test } from 'tap';
-import type { FastifyInstance } from 'fastify';
 import type { SeededJob } from '../../test-tools/src/db/seed.js';
 import { startFakeStage } from './fake-stage.js';
-import { buildApp, isJobDone, countBy, seedJob, testDb, waitFor } from './helpers.js';
+import { buildApps, isJobDone, countBy, seedJob, testDb, waitFor } from './helpers.js';
 
 const db = await testDb();
 t.teardown(() => db.close());
@@ -15,18 +14,12 @@ t.teardown(() => db.close());
 t.test('4 instances, 200 variants: every (variant, step) once, job-level steps once per job', async (t) => {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
-  const apps: FastifyInstance[] = [];
-  for (let i = 0; i < 4; i++) {
-    const { app } = await buildApp({
-      connectionString: db.url,
-      stageApiUrl: stage.url,
-      instanceId: `instance-${i}`,
-      recoveryInterval: 1,
-      poolMax: 4,
-    });
-    t.teardown(() => app.close());
-    apps.push(app);
-  }
+  const apps = await buildApps(t, 4, 'instance', {
+    connectionString: db.url,
+    stageApiUrl: stage.url,
+    recoveryInterval: 1,
+    poolMax: 4,
+  });
   await waitFor(() => apps.every((a) => a.jobStateListener.status().connected), { timeoutMs: 30_000 });
   const jobs: SeededJob[] = [];
   for (let j = 0; j < 4; j++) jobs.push(await seedJob(db.pool, { variants: 50 }));
@@ -75,12 +68,7 @@ t.test('4 instances, 200 variants: every (variant, step) once, job-level steps o
 async function fanIn(t: Test, oneTransaction: boolean) {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
-  const apps: FastifyInstance[] = [];
-  for (let i = 0; i < 2; i++) {
-    const { app } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, instanceId: `fan-${i}` });
-    t.teardown(() => app.close());
-    apps.push(app);
-  }
+  const apps = await buildApps(t, 2, 'fan', { connectionString: db.url, stageApiUrl: stage.url });
   await waitFor(() => apps.every((a) => a.jobStateListener.status().connected), { timeoutMs: 30_000 });
   const s = await seedJob(db.pool, { variants: 50, variantStep: 'readability_eval', variantStatus: 'running' });
   if (oneTransaction) {

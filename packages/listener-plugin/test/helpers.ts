@@ -46,6 +46,22 @@ export async function buildApp(options: JobStateListenerOptions, ready = true): 
   return { app, logs };
 }
 
+/** `n` plugin instances (ids `${prefix}-0`...), closed at the end of the test. */
+export async function buildApps(
+  t: { teardown(fn: () => unknown): void },
+  n: number,
+  prefix: string,
+  options: JobStateListenerOptions,
+): Promise<FastifyInstance[]> {
+  const apps: FastifyInstance[] = [];
+  for (let i = 0; i < n; i++) {
+    const { app } = await buildApp({ ...options, instanceId: `${prefix}-${i}` });
+    t.teardown(() => app.close());
+    apps.push(app);
+  }
+  return apps;
+}
+
 /** Counts of stage requests per (subject, step). */
 export function countBy<T>(items: T[], key: (t: T) => string): Map<string, number> {
   const m = new Map<string, number>();

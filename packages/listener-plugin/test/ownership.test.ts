@@ -6,9 +6,8 @@
 import { VARIANT_STEPS } from '@feedlyai/pipeline-core';
 import pg from 'pg';
 import t from 'tap';
-import type { FastifyInstance } from 'fastify';
 import { startFakeStage } from './fake-stage.js';
-import { buildApp, countBy, isJobDone, markImgGenDone, seedJob, testDb, waitFor } from './helpers.js';
+import { buildApp, buildApps, countBy, isJobDone, markImgGenDone, seedJob, testDb, waitFor } from './helpers.js';
 
 const db = await testDb();
 t.teardown(() => db.close());
@@ -16,18 +15,12 @@ t.teardown(() => db.close());
 t.test('3 instances share the claims: each sees the others, defers what it does not own, nothing twice', async (t) => {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
-  const apps: FastifyInstance[] = [];
-  for (let i = 0; i < 3; i++) {
-    const { app } = await buildApp({
-      connectionString: db.url,
-      stageApiUrl: stage.url,
-      instanceId: `owner-${i}`,
-      recoveryInterval: 3600,
-      livenessIntervalMs: 200,
-    });
-    t.teardown(() => app.close());
-    apps.push(app);
-  }
+  const apps = await buildApps(t, 3, 'owner', {
+    connectionString: db.url,
+    stageApiUrl: stage.url,
+    recoveryInterval: 3600,
+    livenessIntervalMs: 200,
+  });
   await waitFor(() => apps.every((a) => a.jobStateListener.status().peers === 3), {
     timeoutMs: 30_000,
     message: 'every instance sees 3 listener connections',
@@ -95,18 +88,12 @@ t.test(
 t.test('claimDelayMs 0: every instance claims at once (the guarded UPDATE alone decides)', async (t) => {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
-  const apps: FastifyInstance[] = [];
-  for (let i = 0; i < 2; i++) {
-    const { app } = await buildApp({
-      connectionString: db.url,
-      stageApiUrl: stage.url,
-      instanceId: `eager-${i}`,
-      recoveryInterval: 3600,
-      claimDelayMs: 0,
-    });
-    t.teardown(() => app.close());
-    apps.push(app);
-  }
+  const apps = await buildApps(t, 2, 'eager', {
+    connectionString: db.url,
+    stageApiUrl: stage.url,
+    recoveryInterval: 3600,
+    claimDelayMs: 0,
+  });
   await waitFor(() => apps.every((a) => a.jobStateListener.status().peers === 2), { timeoutMs: 30_000 });
   const s = await seedJob(db.pool, { variants: 4 });
   await markImgGenDone(db.pool, s.variantIds);
