@@ -281,6 +281,51 @@ function tagBody(s: string): string {
 }
 
 /** Hashtags without a model: at most 30, unique (case-insensitive), valid, Korean and English. */
+/**
+ * Nouns of a Korean description for hashtags, without a morphological
+ * analyser: only Hangul words that carry a case particle that follows nouns
+ * (원두로 -> 원두, 아침을 -> 아침, 산지에서 -> 산지), so that verb and
+ * adjective forms (고른, 내린, 깨워, 어우러져, 맛있는) and adverbs (직접) are
+ * not turned into tags. Topic and other particles (은/는/도/만) are not taken
+ * as evidence: they also end verb forms.
+ */
+/** Words that are not worth a hashtag (pronouns, intensifiers, calls to action). */
+const NOT_TAGS = new Set([
+  '우리',
+  '저희',
+  '당신',
+  '여러분',
+  '모든',
+  '정말',
+  '너무',
+  '아주',
+  '링크',
+  '프로필',
+  '구매',
+  '주문',
+  '클릭',
+  '지금',
+  '오늘',
+  '이번',
+]);
+
+export function descriptionNouns(text: string): string[] {
+  const out: string[] = [];
+  for (const w of text.normalize('NFC').match(/[\uac00-\ud7af]{2,}/gu) ?? []) {
+    const m = /^(.+?)(에서|으로|에게|을|를|와|과|의|에|로|이|가)$/u.exec(w);
+    if (!m) continue;
+    const noun = m[1] as string;
+    const syllables = [...noun].length;
+    if (syllables < 2 || syllables > 5) continue;
+    // Stems and endings that make it a verb or adjective form after all (맛있+는, 만들+어, 함께+로).
+    if (/(다|요|고|게|며|면|서|한|은|는|던|된|운|인|적|히|하|해|할|함|죠|네|있|없|았|었|겠|져|워|께)$/u.test(noun))
+      continue;
+    if (NOT_TAGS.has(noun)) continue;
+    out.push(noun);
+  }
+  return out;
+}
+
 export function templateHashtags(inputs: {
   descKor: string;
   headlineEng?: string;
@@ -297,16 +342,7 @@ export function templateHashtags(inputs: {
   for (const [ko, en] of QUALITIES) if (desc.includes(ko)) tags.push(ko, en);
   if (product && productKo) tags.push(product, `${productKo}스타그램`);
   if (quality) tags.push(quality);
-  // Nouns of the description: Hangul words with a particle stripped, keeping
-  // only those that do not end like a verb or adjective (적고, 신선하게, 합니다).
-  for (const w of desc.match(/[\uac00-\ud7af]{2,}/gu) ?? []) {
-    const noun = w.replace(/(에서|으로|은|는|이|가|을|를|의|에|로|와|과|도|만)$/u, '');
-    const syllables = [...noun].length;
-    if (syllables < 2 || syllables > 5) continue;
-    if (/(다|요|고|게|며|면|서|한|은|는|던|된|운|인|적|히|하|해|할|함|죠|네)$/u.test(noun)) continue;
-    if (['우리', '저희', '당신', '여러분', '모든', '정말', '너무', '아주'].includes(noun)) continue;
-    tags.push(noun);
-  }
+  tags.push(...descriptionNouns(desc));
   const tone = toneKey(inputs.tone, inputs.toneDescription);
   tags.push(
     ...{
