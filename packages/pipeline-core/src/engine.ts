@@ -849,7 +849,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       await this.idle(5_000);
     }
     await this.dispatcher.close();
-    await this.runLog.flush();
+    await this.runLog.flush({ final: true });
     this.closed = true;
     await sleep(0);
   }

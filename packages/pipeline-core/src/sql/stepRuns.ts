@@ -41,35 +41,56 @@ export async function finishRuns(db: Queryable, runs: readonly FinishRunArgs[]):
 /**
  * Buffers run outcomes and writes them in one statement per `flushMs` (or
  * per `maxBatch` outcomes): the run log is bookkeeping, so one round trip per
- * step for it is not worth paying. `flush()` writes what is buffered (close).
+ * step for it is not worth paying. A batch that fails to write (the database
+ * away for a moment) is kept and tried again after `retryMs`, up to
+ * `maxPending` outcomes; beyond that, or on the final flush, it is reported
+ * through `onError` and dropped (the state machine's truth is in the subject
+ * rows, not here).
  */
 export class RunLogWriter {
   private buffer: FinishRunArgs[] = [];
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
+  private readonly retryMs: number;
+  private readonly maxPending: number;
 
   constructor(
     private readonly db: Queryable,
-    private readonly o: { flushMs: number; maxBatch: number; onError: (err: unknown, lost: number) => void },
-  ) {}
+    private readonly o: {
+      flushMs: number;
+      maxBatch: number;
+      onError: (err: unknown, lost: number) => void;
+      retryMs?: number;
+      maxPending?: number;
+    },
+  ) {
+    this.retryMs = o.retryMs ?? 1_000;
+    this.maxPending = o.maxPending ?? 10_000;
+  }
 
   add(run: FinishRunArgs): void {
     this.buffer.push({ ...run, finishedAt: run.finishedAt ?? new Date() });
     if (this.buffer.length >= this.o.maxBatch) void this.flush();
-    else if (!this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        void this.flush();
-      }, this.o.flushMs);
-    }
+    else this.schedule(this.o.flushMs);
   }
 
   get pending(): number {
     return this.buffer.length;
   }
 
-  /** Writes everything buffered so far; resolves when it is written (or failed and was reported). */
-  flush(): Promise<void> {
+  private schedule(ms: number): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.flush();
+    }, ms);
+  }
+
+  /**
+   * Writes everything buffered so far; resolves when it is written, kept for a
+   * retry, or (with `final`, or past `maxPending`) reported and dropped.
+   */
+  flush(opts: { final?: boolean } = {}): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const batch = this.buffer;
@@ -79,7 +100,12 @@ export class RunLogWriter {
       try {
         await finishRuns(this.db, batch);
       } catch (err) {
-        this.o.onError(err, batch.length);
+        if (opts.final || batch.length + this.buffer.length > this.maxPending) {
+          this.o.onError(err, batch.length);
+          return;
+        }
+        this.buffer = [...batch, ...this.buffer];
+        this.schedule(this.retryMs);
       }
     });
     this.flushing = write;
