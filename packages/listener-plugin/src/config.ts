@@ -59,7 +59,7 @@ export const listenerOptionsSchema = z
     /**
      * Several instances: how long an instance that does not own a subject waits before
      * claiming it itself (the owner claims at once). 0 = every instance claims at once.
-     * Default 500 ms.
+     * Default 2000 ms.
      */
     claimDelayMs: z.number().int().min(0).max(60_000).optional(),
     /** Size of the pool the plugin opens when the host has no @fastify/postgres (default 10). */

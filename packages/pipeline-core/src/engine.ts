@@ -67,7 +67,7 @@ export interface PipelineEngineOptions {
   connectionBackoffBaseMs?: number | undefined;
   retryAfterCapMs?: number | undefined;
   random?: (() => number) | undefined;
-  /** How long a non-owner instance waits before claiming a subject itself (default 500 ms). */
+  /** How long a non-owner instance waits before claiming a subject itself (default 2000 ms). */
   claimDelayMs?: number | undefined;
   /** Run-log outcomes are written in one statement per this many ms (default 25). */
   runLogFlushMs?: number | undefined;
@@ -138,7 +138,6 @@ export interface EngineStatus extends EngineCounters {
   peers: number;
   /** Claims currently left to their owner. */
   pendingDeferred: number;
-
   lastNotificationAt: Date | null;
   closed: boolean;
 }
@@ -240,7 +239,6 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       pendingRetries: this.retryTimers.size,
       peers: this.peers?.all.length ?? 1,
       pendingDeferred: this.deferredClaims.size,
-
       lastNotificationAt: this.lastNotificationAt,
       closed: this.closed,
     };
@@ -379,13 +377,8 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     if (before && before.self === next.self && before.all.join() === next.all.join()) return;
     // An instance went away (or this one reconnected): claims left to it that this one
     // now owns are made at once instead of after the delay.
-    for (const [key, d] of this.deferredClaims) {
-      if (!this.ownsSubject(key)) continue;
-      clearTimeout(d.timer);
-      this.deferredClaims.delete(key);
-      if (this.closing) continue;
-      this.counters.deferredClaims++;
-      void this.track(d.work());
+    for (const key of [...this.deferredClaims.keys()]) {
+      if (this.ownsSubject(key)) this.runDeferred(key);
     }
   }
 
@@ -423,15 +416,22 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       // Timers run before pending I/O in an event-loop turn: let notifications already
       // received (the owner's claim among them) be handled first, then decide.
       setImmediate(() => {
-        if (this.deferredClaims.get(key)?.timer !== timer) return;
-        this.deferredClaims.delete(key);
-        if (this.closing) return;
-        this.counters.deferredClaims++;
-        void this.track(work());
+        if (this.deferredClaims.get(key)?.timer === timer) this.runDeferred(key);
       });
     }, this.claimDelayMs);
     this.deferredClaims.set(key, { stillDue, timer, work });
     return Promise.resolve();
+  }
+
+  /** Makes a deferred claim now (its delay ran out, or this instance became the owner). */
+  private runDeferred(key: string): void {
+    const d = this.deferredClaims.get(key);
+    if (!d) return;
+    clearTimeout(d.timer);
+    this.deferredClaims.delete(key);
+    if (this.closing) return;
+    this.counters.deferredClaims++;
+    void this.track(d.work());
   }
 
   /** A notification about `key`: drops a deferred claim it shows to be done by someone else. */

@@ -82,7 +82,7 @@ export async function claimVariants(db: Queryable, a: ClaimVariantsArgs): Promis
      )
      SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.attempt, r.run_id::text
        FROM claimed c JOIN run r USING (job_variants_id)`,
-    [[...a.jobVariantsIds].sort(), next, a.prev, a.trigger, a.instanceId],
+    [a.jobVariantsIds, next, a.prev, a.trigger, a.instanceId],
   );
   return rows.map((r) => toClaimed(r, next, a.trigger) as ClaimedStep);
 }

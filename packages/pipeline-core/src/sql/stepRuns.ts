@@ -13,10 +13,6 @@ export interface FinishRunArgs {
   finishedAt?: Date;
 }
 
-export async function finishRun(db: Queryable, a: FinishRunArgs): Promise<void> {
-  await finishRuns(db, [a]);
-}
-
 /** Several outcomes in one statement (the engine batches them). */
 export async function finishRuns(db: Queryable, runs: readonly FinishRunArgs[]): Promise<void> {
   if (runs.length === 0) return;
