@@ -19,6 +19,12 @@ export interface StageSubject {
   jobVariantsId?: string | undefined;
   /** The dispatcher's fencing token; absent on manual calls. */
   attempt?: number | undefined;
+  /**
+   * A random token of this start (one per request), written on the row with
+   * it. After a start or finish whose commit answer was lost, `stageReadBack`
+   * tells whether the row is this request's (docs/stage-api.md).
+   */
+  token?: string | undefined;
 }
 
 export interface RowState {
@@ -55,14 +61,14 @@ export async function stageStart(db: Queryable, s: StageSubject): Promise<StartR
           SET current_step = $3, status = 'running',
               attempt = CASE WHEN v.current_step = $3 THEN v.attempt ELSE 1 END,
               attempt_base = CASE WHEN v.current_step = $3 THEN v.attempt_base ELSE 0 END,
-              last_error = NULL
+              last_error = NULL, start_token = $6
          FROM jobs j
         WHERE v.job_variants_id = $1 AND v.job_id = $2 AND j.job_id = v.job_id
           AND j.failure_reason IS NULL
           AND ((v.current_step = $3 AND v.status = 'queued' AND ($4::int IS NULL OR v.attempt = $4))
                OR ($4::int IS NULL AND v.current_step = $5 AND v.status = 'done'))
         RETURNING v.attempt, j.tenant_id`,
-      [s.jobVariantsId, s.jobId, s.step, attempt, prev],
+      [s.jobVariantsId, s.jobId, s.step, attempt, prev, s.token ?? null],
     );
     const row = rows[0];
     if (row) return { started: true, attempt: row.attempt, tenantId: row.tenant_id };
@@ -82,7 +88,7 @@ export async function stageStart(db: Queryable, s: StageSubject): Promise<StartR
         SET current_step = $2, status = 'running',
             attempt = CASE WHEN j.current_step = $2 THEN j.attempt ELSE 1 END,
             attempt_base = CASE WHEN j.current_step = $2 THEN j.attempt_base ELSE 0 END,
-            last_error = NULL
+            last_error = NULL, start_token = $6
       WHERE j.job_id = $1 AND j.failure_reason IS NULL
         AND ((j.current_step = $2 AND j.status = 'queued' AND ($3::int IS NULL OR j.attempt = $3))
              OR ($3::int IS NULL AND $2 = 'instagram_feed_gen' AND j.current_step = $4 AND j.status = 'done')
@@ -92,7 +98,7 @@ export async function stageStart(db: Queryable, s: StageSubject): Promise<StartR
                  AND NOT EXISTS (SELECT 1 FROM jobs_variants v WHERE v.job_id = j.job_id
                                    AND NOT (v.current_step = $5 AND v.status = 'done'))))
       RETURNING j.attempt, j.tenant_id`,
-    [s.jobId, s.step, attempt, prev, FAN_IN_FROM],
+    [s.jobId, s.step, attempt, prev, FAN_IN_FROM, s.token ?? null],
   );
   const row = rows[0];
   if (row) return { started: true, attempt: row.attempt, tenantId: row.tenant_id };
@@ -152,4 +158,36 @@ export async function stageFinishFailed(db: Queryable, f: FinishArgs & { error: 
     [f.jobId, f.step, f.attempt, error],
   );
   return r.rowCount === 1;
+}
+
+export interface ReadBack {
+  /** The row as it is now (null: gone). */
+  state: RowState | null;
+  /** The row is at `step` with this request's start token. */
+  ours: boolean;
+}
+
+/**
+ * After a start or a finish whose commit answer was lost (the connection
+ * died): the row as it is now, and whether it carries this request's start
+ * token. `ours` with status 'running' means the start committed; 'done' or
+ * 'failed' means the finish did.
+ */
+export async function stageReadBack(db: Queryable, s: StageSubject & { token: string }): Promise<ReadBack> {
+  checkSubject(s);
+  const r = s.jobVariantsId
+    ? await db.query<RowState & { start_token: string | null }>(
+        `SELECT v.current_step, v.status, v.attempt, j.failure_reason, v.start_token
+           FROM jobs_variants v JOIN jobs j USING (job_id)
+          WHERE v.job_variants_id = $1 AND v.job_id = $2`,
+        [s.jobVariantsId, s.jobId],
+      )
+    : await db.query<RowState & { start_token: string | null }>(
+        'SELECT current_step, status, attempt, failure_reason, start_token FROM jobs WHERE job_id = $1',
+        [s.jobId],
+      );
+  const row = r.rows[0];
+  if (!row) return { state: null, ours: false };
+  const { start_token, ...state } = row;
+  return { state, ours: state.current_step === s.step && start_token === s.token };
 }
