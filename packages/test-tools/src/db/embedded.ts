@@ -31,6 +31,8 @@ export interface EmbeddedServer {
   /** A connection URL for database `db` on this server. */
   url(db?: string): string;
   createDatabase(name: string): Promise<void>;
+  /** Whether the cluster runs at PostgreSQL's default durability (`durable: true`). */
+  durable: boolean;
   /** Stop and start the same cluster again (same port, same data). */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -46,7 +48,22 @@ export interface EmbeddedOptions {
   onLog?: (line: string) => void;
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string | number>;
+  /**
+   * PostgreSQL's default durability: no `fsync`, `synchronous_commit` or
+   * `full_page_writes` override, so every commit is flushed to disk as in
+   * production. For figures (benchmarks, the chaos suite). Default false: unit
+   * tests run with `fsync=off` and `synchronous_commit=off`, which is faster and
+   * changes nothing they check.
+   */
+  durable?: boolean;
 }
+
+/** The settings a non-durable (test) cluster runs with; a durable one runs without them. */
+export const FAST_UNSAFE_SETTINGS: Readonly<Record<string, string>> = {
+  fsync: 'off',
+  synchronous_commit: 'off',
+  full_page_writes: 'off',
+};
 
 /** Starts a fresh embedded PostgreSQL cluster (initdb + start, about 2 s). */
 export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise<EmbeddedServer> {
@@ -61,11 +78,10 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise
   }
   const user = 'postgres';
   const password = 'postgres';
+  const durable = opts.durable ?? false;
   const settings = {
     max_connections: 300,
-    fsync: 'off',
-    synchronous_commit: 'off',
-    full_page_writes: 'off',
+    ...(durable ? {} : FAST_UNSAFE_SETTINGS),
     ...(opts.settings ?? {}),
   };
   const postgresFlags = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
@@ -93,6 +109,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise
     user,
     password,
     dataDir,
+    durable,
     url: (db = 'postgres') => `postgres://${user}:${password}@${host}:${port}/${db}`,
     createDatabase: async (name: string) => {
       await pg.createDatabase(name);
