@@ -1,4 +1,5 @@
 export * from './steps.js';
+export * from './inputCaps.js';
 export * from './db.js';
 export { migrate, LATEST_MIGRATION, type MigrateOptions, type MigrateResult } from './migrate.js';
 export { MIGRATIONS, type Migration } from './migrations/index.js';
@@ -17,6 +18,7 @@ export * from './sql/recoveryScan.js';
 export * from './sql/stepRuns.js';
 export * from './sql/cancelJob.js';
 export * from './sql/retryJob.js';
+export * from './sql/retryFailedJobs.js';
 export * from './notifications.js';
 export * from './semaphore.js';
 export * from './logger.js';
