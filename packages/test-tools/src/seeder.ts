@@ -5,7 +5,14 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { FINAL_STEP, type Storage, withTransaction } from '@feedlyai/pipeline-core';
+import {
+  type CappedInput,
+  FINAL_STEP,
+  INPUT_CAPS,
+  inputCapViolations,
+  type Storage,
+  withTransaction,
+} from '@feedlyai/pipeline-core';
 import type pg from 'pg';
 import { samplePhotoPath } from './assets.js';
 import { markImgGenDone, seedJob } from './db/seed.js';
@@ -30,6 +37,52 @@ export interface JobInputOptions {
   adCopy?: string;
   tagline?: string;
   productName?: string;
+}
+
+/** The seeder option behind each capped input (INPUT_CAPS of pipeline-core, in characters). */
+export const JOB_INPUT_OPTION: Readonly<Record<CappedInput, keyof JobInputOptions>> = Object.freeze({
+  tenant_id: 'tenantId',
+  product_name: 'productName',
+  tagline_kor: 'tagline',
+  ad_copy_eng: 'adCopy',
+  desc_kor: 'descKor',
+});
+
+/** A job input longer than its cap (INPUT_CAPS); nothing was created. */
+export class InputTooLongError extends Error {
+  override name = 'InputTooLongError';
+  constructor(
+    /** The seeder option (`descKor`), */
+    readonly option: keyof JobInputOptions,
+    /** its column (`desc_kor`), */
+    readonly input: CappedInput,
+    readonly cap: number,
+    /** and its length in characters. */
+    readonly length: number,
+  ) {
+    super(`${option} (${input}) must be at most ${cap} characters, got ${length}`);
+  }
+}
+
+/** The options longer than their cap, in INPUT_CAPS order (empty when all fit). */
+export function jobInputProblems(o: JobInputOptions): InputTooLongError[] {
+  const values: Partial<Record<CappedInput, string | undefined>> = {};
+  for (const input of Object.keys(INPUT_CAPS) as CappedInput[]) {
+    const value = o[JOB_INPUT_OPTION[input]];
+    if (value !== undefined && typeof value !== 'string') {
+      throw new TypeError(`${JOB_INPUT_OPTION[input]} must be a string`);
+    }
+    values[input] = value;
+  }
+  return inputCapViolations(values).map(
+    (v) => new InputTooLongError(JOB_INPUT_OPTION[v.input], v.input, v.cap, v.length),
+  );
+}
+
+/** Throws the first InputTooLongError of `o`, before anything is stored or inserted. */
+export function checkJobInputs(o: JobInputOptions): void {
+  const [first] = jobInputProblems(o);
+  if (first) throw first;
 }
 
 export interface CreatePipelineJobOptions extends JobInputOptions {
@@ -113,6 +166,7 @@ export async function createPipelineJob(
   storage: StorageLike,
   o: CreatePipelineJobOptions = {},
 ): Promise<CreatedJob> {
+  checkJobInputs(o);
   const tenantId = o.tenantId ?? DEFAULT_TENANT;
   const variants = o.variantsCount ?? 3;
   if (!Number.isInteger(variants) || variants < 1 || variants > 100) {
@@ -156,6 +210,7 @@ export async function createYeJob(
   storage: StorageLike,
   o: CreateYeJobOptions = {},
 ): Promise<CreatedJob> {
+  checkJobInputs(o);
   const tenantId = o.tenantId ?? DEFAULT_TENANT;
   const variants = o.variantsCount ?? 3;
   if (!Number.isInteger(variants) || variants < 1 || variants > 100) {
@@ -306,6 +361,7 @@ export async function runSeeder(
   o: SeederOptions,
   hooks: { signal?: AbortSignal; log?: (line: string) => void } = {},
 ): Promise<SeederSummary> {
+  checkJobInputs(o); // before the first job, not after some were created
   const log = hooks.log ?? (() => {});
   const max = o.once ? 1 : (o.maxJobs ?? Number.POSITIVE_INFINITY);
   const intervalMs = (o.createIntervalS ?? 60) * 1000;

@@ -2,15 +2,19 @@ import { createStorage } from '@feedlyai/pipeline-core';
 import { Command, Option } from 'commander';
 import {
   DEFAULT_AD_COPY,
+  DEFAULT_PRODUCT_NAME,
   DEFAULT_TAGLINE,
   DEFAULT_TENANT,
   DEFAULT_TONE,
+  type JobInputOptions,
+  jobInputProblems,
   runSeeder,
   type SeederOptions,
 } from '../seeder.js';
 import {
   action,
   type CommandContext,
+  EXIT_USAGE,
   parseNonEmpty,
   parseNonNegativeNumber,
   parsePositiveInt,
@@ -28,21 +32,63 @@ export interface JobInputFlags {
   tone?: string;
   adCopy?: string;
   tagline?: string;
+  productName?: string;
   storageDir?: string;
   databaseUrl?: string;
   json?: boolean;
 }
 
+/** The command-line option of each seeder option with a length cap (INPUT_CAPS, docs/cli-retry.md). */
+const CAPPED_FLAGS: Record<string, string> = {
+  tenantId: '--tenant-id',
+  productName: '--product-name',
+  tagline: '--tagline',
+  adCopy: '--ad-copy',
+  descKor: '--desc-kor',
+};
+
+/**
+ * Refuses over-long job inputs before the command does anything: the error
+ * names the option, exit code 2 (commander's error path, so seed and seed-ye
+ * share it).
+ */
+function checkInputCaps(cmd: Command): void {
+  const o = cmd.opts<JobInputFlags>();
+  const inputs: JobInputOptions = {
+    tenantId: o.tenantId,
+    ...(o.descKor !== undefined ? { descKor: o.descKor } : {}),
+    ...(o.adCopy !== undefined ? { adCopy: o.adCopy } : {}),
+    ...(o.tagline !== undefined ? { tagline: o.tagline } : {}),
+    ...(o.productName !== undefined ? { productName: o.productName } : {}),
+  };
+  const [first] = jobInputProblems(inputs);
+  if (first) {
+    cmd.error(
+      `error: option '${CAPPED_FLAGS[first.option] ?? first.option}' must be at most ${first.cap} characters, got ${first.length}`,
+      { exitCode: EXIT_USAGE, code: 'feedly.inputTooLong' },
+    );
+  }
+}
+
 /** The options seed and seed-ye share. */
 export function addJobInputOptions(cmd: Command): Command {
   return cmd
-    .option('--tenant-id <id>', 'tenant of the created jobs', parseNonEmpty, DEFAULT_TENANT)
+    .hook('preAction', (self) => checkInputCaps(self))
+    .option('--tenant-id <id>', 'tenant of the created jobs (at most 200 characters)', parseNonEmpty, DEFAULT_TENANT)
     .option('--variants-count <n>', 'variants per job (1-100)', parsePositiveInt, 3)
     .option('--image <path>', 'product image to store (PNG, JPEG or WebP; default: the bundled coffee photo)')
-    .option('--desc-kor <text>', 'Korean product description (default: a hand-drip coffee)', parseNonEmpty)
+    .option(
+      '--desc-kor <text>',
+      'Korean product description, at most 2000 characters (default: a hand-drip coffee)',
+      parseNonEmpty,
+    )
     .option('--tone <code>', `tone style code: friendly, premium, playful, minimal, bold (default: ${DEFAULT_TONE})`)
-    .option('--ad-copy <text>', `English ad copy (default: "${DEFAULT_AD_COPY}")`, parseNonEmpty)
-    .option('--tagline <text>', `Korean tagline (default: "${DEFAULT_TAGLINE}")`, parseNonEmpty)
+    .option(
+      '--ad-copy <text>',
+      `English ad copy, at most 300 characters (default: "${DEFAULT_AD_COPY}")`,
+      parseNonEmpty,
+    )
+    .option('--tagline <text>', `Korean tagline, at most 100 characters (default: "${DEFAULT_TAGLINE}")`, parseNonEmpty)
     .option('--storage-dir <dir>', 'where images are stored (default: STORAGE_DIR or .data/storage)')
     .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL or DB_*)')
     .option('--json', 'print the result as JSON');
@@ -58,6 +104,11 @@ export function seedCommand(ctx: CommandContext): Command {
       'background job creator: creates jobs (img_gen, queued) with inputs, an image and N variants, then marks each variant img_gen/done as the YE part would',
     ),
   )
+    .option(
+      '--product-name <text>',
+      `product name, at most 100 characters (default: "${DEFAULT_PRODUCT_NAME}")`,
+      parseNonEmpty,
+    )
     .option('--no-img-gen', 'leave the variants at img_gen/queued (for a real YE part)')
     .option('--once', 'create one job and stop')
     .option(
@@ -82,6 +133,8 @@ export function seedCommand(ctx: CommandContext): Command {
       'after',
       `
 Ctrl-C stops cleanly between jobs (the job being inserted is finished) and prints a summary.
+Input caps, in characters (not bytes): --tenant-id 200, --product-name 100, --tagline 100,
+--ad-copy 300, --desc-kor 2000; a longer value exits 2 naming the option (docs/cli-retry.md).
 Examples:
   feedly-pipeline seed --once
   feedly-pipeline seed --once --wait-for-completion --variants-count 3
@@ -125,6 +178,7 @@ Examples:
             ...(opts.tone !== undefined ? { tone: opts.tone } : {}),
             ...(opts.adCopy !== undefined ? { adCopy: opts.adCopy } : {}),
             ...(opts.tagline !== undefined ? { tagline: opts.tagline } : {}),
+            ...(opts.productName !== undefined ? { productName: opts.productName } : {}),
           };
           const summary = await runSeeder(pool, storage, so, {
             signal: ctx.io.signal,
