@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chainBenchmark } from './chain.js';
-import { startBenchServer } from './db.js';
+import { DURABILITY, startBenchServer } from './db.js';
 import { latencyBenchmark } from './latency.js';
 import { machineInfo } from './machine.js';
 import { reconnectBenchmark, sweepBenchmark } from './recovery.js';
@@ -60,6 +60,7 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResults> {
   const bench = await startBenchServer();
   const results: BenchResults = {
     quick: o.quick,
+    durability: DURABILITY,
     machine: machineInfo(await bench.version()),
     load: { before, after: [] },
     durationSeconds: 0,

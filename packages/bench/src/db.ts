@@ -1,12 +1,17 @@
 /**
  * One embedded PostgreSQL for a whole benchmark run, with a fresh migrated
- * database per measurement ("fresh schema between runs"). auto_explain is
- * preloaded in every session (off by default); the server's stderr can be
- * captured to read back the plans it logs (recovery sweep).
+ * database per measurement ("fresh schema between runs"), at PostgreSQL's
+ * default durability (fsync, synchronous_commit and full_page_writes on), as
+ * in production. auto_explain is preloaded in every session (off by default);
+ * the server's stderr can be captured to read back the plans it logs
+ * (recovery sweep).
  */
 import { migrate } from '@feedlyai/pipeline-core';
 import { type EmbeddedServer, startEmbeddedPostgres } from '@feedlyai/test-tools/db';
 import pg from 'pg';
+
+/** What the printed results say about the database's durability (benchmarks and chaos suite). */
+export const DURABILITY = 'default (fsync on)';
 
 export interface BenchServer {
   server: EmbeddedServer;
@@ -25,6 +30,7 @@ export async function startBenchServer(): Promise<BenchServer> {
   let capturing = false;
   let captured = '';
   const server = await startEmbeddedPostgres({
+    durable: true,
     onLog: (line) => {
       if (capturing) captured += line.endsWith('\n') ? line : `${line}\n`;
     },

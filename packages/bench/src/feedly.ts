@@ -23,8 +23,19 @@ export interface ListenerRunnerConfig {
 
 export type FeedlyOptions = Omit<ListenerRunnerConfig, 'instanceId'> & { idPrefix?: string };
 
+/**
+ * The environment variables that change the plugin's settings
+ * (`JOB_STATE_LISTENER_*`, `PIPELINE_*`, `STAGE_API_*`, `ENABLE_JOB_STATE_LISTENER`):
+ * unset in every instance, so that what a benchmark does not pass is at its
+ * default whatever the shell running it has set.
+ */
+const ENGINE_ENV = /^(JOB_STATE_LISTENER_|PIPELINE_|STAGE_API_|ENABLE_JOB_STATE_LISTENER$)/;
+
 export function startFeedlyInstance(cfg: ListenerRunnerConfig): Promise<Forked> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const key of Object.keys(process.env)) if (ENGINE_ENV.test(key)) env[key] = undefined;
   return forkChild(siblingModule(import.meta.url, 'listener-runner'), cfg, {
+    env,
     execArgv: process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [],
   });
 }

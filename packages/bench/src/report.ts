@@ -8,6 +8,8 @@ import type { Percentiles } from './stats.js';
 
 export interface BenchResults {
   quick: boolean;
+  /** PostgreSQL's durability in this run: the default (fsync on). */
+  durability: string;
   machine: MachineInfo;
   /** Load average when the run started and ended. */
   load: { before: number[]; after: number[] };
@@ -74,7 +76,7 @@ export function renderMarkdown(r: BenchResults): string {
   out.push(`# Benchmark results${r.quick ? ' (quick mode: small sizes, not comparable)' : ''}`);
   out.push('');
   out.push(
-    `Taken ${m.at} on ${m.nproc} × ${m.cpuModel}, Node ${m.node}, PostgreSQL ${m.postgres} (embedded, fsync off). ` +
+    `Taken ${m.at} on ${m.nproc} × ${m.cpuModel}, Node ${m.node}, PostgreSQL ${m.postgres} (embedded, durability ${r.durability}). ` +
       `Load average before: ${r.load.before.join(' / ')}, after: ${r.load.after.join(' / ')}. ` +
       `Whole run: ${r.durationSeconds} s.`,
   );

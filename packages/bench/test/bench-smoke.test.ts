@@ -21,6 +21,7 @@ t.test('bench --quick: latency, chain (ours and Graphile Worker), recovery, stag
     log: (line) => t.comment(line),
   });
   t.same(r.errors, [], 'no benchmark failed');
+  t.equal(r.durability, 'default (fsync on)', 'PostgreSQL at its default durability, said in the results');
 
   const l = r.latency;
   t.ok(l, 'latency measured');
