@@ -77,6 +77,8 @@ export interface ChaosEnv {
   startInstance(instanceId: string): Promise<Forked>;
   /** `performance.now()` of the last request that reached the double. */
   lastArrival(): number;
+  /** Epoch ms of the first request that reached the double at or after `epochMs` (null: none). */
+  firstArrivalSince(epochMs: number): number | null;
   /** Stops every instance gracefully (their run-log writes flushed); resolves with the status each reported. */
   stopInstances(): Promise<Record<string, unknown>[]>;
   /** Kills what is left of the instances, closes the double, the pool and the database. Safe to call twice. */
@@ -88,6 +90,8 @@ export async function chaosEnv(o: ChaosEnvOptions): Promise<ChaosEnv> {
   const admin = new pg.Pool({ connectionString: db.url, max: 3 });
   admin.on('error', () => {}); // connections killed by the restart must not crash the harness
   let last = performance.now();
+  /** Epoch ms of every arrival, in order. */
+  const arrivals: number[] = [];
   let double: StageDouble;
   try {
     double = await startStageDouble({
@@ -95,6 +99,7 @@ export async function chaosEnv(o: ChaosEnvOptions): Promise<ChaosEnv> {
       connectionString: db.url,
       onArrival: (a) => {
         last = performance.now();
+        arrivals.push(Date.now());
         o.double.onArrival?.(a);
       },
     });
@@ -119,6 +124,17 @@ export async function chaosEnv(o: ChaosEnvOptions): Promise<ChaosEnv> {
     instances,
     startInstance,
     lastArrival: () => last,
+    firstArrivalSince: (epochMs) => {
+      // Arrivals are in time order: binary search for the first one at or after epochMs.
+      let lo = 0;
+      let hi = arrivals.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if ((arrivals[mid] as number) < epochMs) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo < arrivals.length ? (arrivals[lo] as number) : null;
+    },
     stopInstances: async () => {
       const stats: Record<string, unknown>[] = [];
       await Promise.all(

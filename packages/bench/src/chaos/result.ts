@@ -24,7 +24,14 @@ export interface ChaosResult {
    * stage's return, the end of the 401s, the done UPDATE) to the last job done.
    * `ms` is null when not every job is done.
    */
-  headline: { measure: string; ms: number | null; targetMs: number; lastDoneAfterMs: number | null };
+  headline: {
+    measure: string;
+    ms: number | null;
+    targetMs: number;
+    lastDoneAfterMs: number | null;
+    /** From the reference moment to the first request that reached the stage after it. */
+    firstRequestAfterMs: number | null;
+  };
   verdict: Verdict;
   /** Answers at the double by HTTP code, all requests. */
   totals: Record<number, number>;
@@ -56,6 +63,7 @@ export async function buildResult(
 ): Promise<Omit<ChaosResult, 'instanceStats' | 'totalSeconds'>> {
   const p = o.progress;
   const lastDoneAfterMs = p.lastDoneAt === null ? null : Math.round(p.lastDoneAt - o.fromEpochMs);
+  const first = env.firstArrivalSince(o.fromEpochMs);
   return {
     scenario: o.scenario,
     durability: DURABILITY,
@@ -72,6 +80,7 @@ export async function buildResult(
       ms: p.done === p.total ? lastDoneAfterMs : null,
       targetMs: o.targetMs,
       lastDoneAfterMs,
+      firstRequestAfterMs: first === null ? null : first - o.fromEpochMs,
     },
     verdict: await verdict(env.admin, env.double, o.jobIds),
     totals: env.double.totals(),
