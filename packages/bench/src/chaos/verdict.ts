@@ -58,6 +58,8 @@ export interface Verdict {
     perJobMax: Record<string, number>;
     /** Per job, the attempts used beyond the first, all its steps together: { extra: jobs }. */
     perJobExtra: Record<string, number>;
+    /** The jobs that used attempts beyond the first (the first 20): { job_id: extra }. */
+    jobsWithExtra: Record<string, number>;
   };
   /** Answers by kind at the double, over all pairs of these jobs. */
   answers: PairCounts;
@@ -163,7 +165,11 @@ export async function verdict(
   const perJobMax: Record<string, number> = {};
   for (const n of jobMax.values()) bump(perJobMax, n);
   const perJobExtra: Record<string, number> = {};
-  for (const n of jobExtra.values()) bump(perJobExtra, n);
+  const jobsWithExtra: Record<string, number> = {};
+  for (const [jobId, n] of jobExtra) {
+    bump(perJobExtra, n);
+    if (n > 0 && Object.keys(jobsWithExtra).length < 20) jobsWithExtra[jobId] = n;
+  }
 
   const { rows: outcomes } = await admin.query<{ outcome: string; n: number }>(
     `SELECT state || ' ' || coalesce(http_status::text,
@@ -195,6 +201,7 @@ export async function verdict(
       perStep,
       perJobMax,
       perJobExtra,
+      jobsWithExtra,
     },
     answers,
     runOutcomes,
