@@ -400,11 +400,16 @@ export async function startStageDouble(opts: StageDoubleOptions): Promise<StageD
 
   /**
    * The finish, retried on database errors until the deadline. After a lost
-   * answer, the read-back tells whether it committed: the row is ours with the
-   * finish's status, or already past the step while this double's last start of
-   * the pair is still ours (the engine moved on after our commit; only this
-   * double finishes steps). Still ours and running: sent again. Anything else:
-   * superseded. `null`: not written by the deadline.
+   * answer, the read-back tells whether it committed:
+   * - the row is ours with the finish's status;
+   * - done: the row is already past the step while this double's last start of
+   *   the pair is still ours (the engine moved on after our commit; only this
+   *   double finishes steps);
+   * - failed: the row is at the same step with a later attempt (the engine's
+   *   retry of our recorded failure; a rescue of a running row cannot happen
+   *   before the deadline it was sent with).
+   * Still ours and running: sent again. Anything else: superseded. `null`: not
+   * written by the deadline.
    */
   async function finish(
     kind: 'done' | 'failed',
@@ -418,6 +423,7 @@ export async function startStageDouble(opts: StageDoubleOptions): Promise<StageD
         const rb = await stageReadBack(db, s);
         if (rb.ours && rb.state?.status === kind) return true;
         if (kind === 'done' && isPast(rb.state, s.step) && lastStart.get(pairKey) === s.token) return true;
+        if (kind === 'failed' && rb.state?.current_step === s.step && rb.state.attempt > s.attempt) return true;
         if (!(rb.ours && rb.state?.status === 'running' && rb.state.attempt === s.attempt)) return false;
       }
       return kind === 'done'

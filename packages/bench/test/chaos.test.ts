@@ -27,6 +27,7 @@ for (const scenario of scenarios) {
     for (const x of v.attempts.violationSample) t.comment(`attempts ${JSON.stringify(x)}`);
 
     t.equal(r.durability, 'default (fsync on)', 'PostgreSQL at its default durability');
+    t.same(r.instanceCrashes, [], 'no listener instance crashed');
     t.equal(r.jobsFailed, 0, 'no job failed');
     t.equal(r.jobsDone, r.jobs, 'every job reached instagram_feed_gen/done');
     const bound = o.settleMs;

@@ -300,6 +300,27 @@ t.test('a finish whose commit answer was lost: the read-back finds it done', asy
   t.match(double.pairCounts().get(`${v.id}|planner`), { ok: 1, conflict: 0, unavailable: 0 });
 });
 
+t.test('an injected failure whose commit answer was lost: read back as recorded, answered 500', async (t) => {
+  let wrap: ReturnType<typeof losingReply> | undefined;
+  const double = await startStageDouble({
+    connectionString: db.url,
+    failureRate: 1,
+    retryIntervalMs: 50,
+    wrapDb: (pool) => {
+      wrap = losingReply(pool, /SET status = 'failed'/);
+      return wrap.db;
+    },
+  });
+  t.teardown(() => double.close());
+  const v = await variantAt('vlm_judge');
+  const a = await post(double.url, routeOf('vlm_judge'), v.body);
+  t.equal(wrap?.lost(), 1, 'the failure was written and its reply was lost');
+  t.equal(a.status, 500);
+  t.match(await rowOf(v.id), { status: 'failed', attempt: 1 });
+  t.ok(double.injectedPairs().has(`${v.id}|vlm_judge`), "counted as the pair's one injected failure");
+  t.match(double.pairCounts().get(`${v.id}|vlm_judge`), { recorded500: 1, conflict: 0 });
+});
+
 t.test('PostgreSQL restarted while the start waits: read back, started once, 200', async (t) => {
   const double = await startStageDouble({ connectionString: db.url, retryIntervalMs: 100 });
   t.teardown(() => double.close());

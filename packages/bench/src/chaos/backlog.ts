@@ -77,6 +77,7 @@ export async function runBacklog(o: BacklogOptions): Promise<ChaosResult> {
   });
   try {
     const t0 = performance.now();
+    const startEpochMs = Date.now();
     const { events, event, note } = timeline(t0, log);
     await seedParked(env, o.parked);
     await bulkSeed(env.admin, {
@@ -159,6 +160,7 @@ export async function runBacklog(o: BacklogOptions): Promise<ChaosResult> {
       progress,
       measure: 'done UPDATE (listeners away) to last job done',
       fromEpochMs: updatedAt,
+      startEpochMs,
       targetMs: o.targetMs,
       events,
       details: {

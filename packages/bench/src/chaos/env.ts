@@ -75,6 +75,10 @@ export interface ChaosEnv {
   instances: (Forked | null)[];
   /** Starts an instance at defaults with this id. */
   startInstance(instanceId: string): Promise<Forked>;
+  /** Marks an instance as about to be killed or stopped by the harness (its exit is not a crash). */
+  expectExit(inst: Forked): void;
+  /** Instances that exited without the harness asking (a crash), with their exit code or signal. */
+  crashes(): { instanceId: string; exit: string; atEpochMs: number }[];
   /** `performance.now()` of the last request that reached the double. */
   lastArrival(): number;
   /** Epoch ms of the first request that reached the double at or after `epochMs` (null: none). */
@@ -109,13 +113,23 @@ export async function chaosEnv(o: ChaosEnvOptions): Promise<ChaosEnv> {
     throw err;
   }
   const instances: (Forked | null)[] = [];
-  const startInstance = (instanceId: string) =>
-    startFeedlyInstance({
+  const expected = new WeakSet<Forked>();
+  const crashes: { instanceId: string; exit: string; atEpochMs: number }[] = [];
+  const startInstance = async (instanceId: string) => {
+    const inst = await startFeedlyInstance({
       connectionString: db.url,
       stageUrl: double.url,
       instanceId,
       ...(o.listenerLogLevel ? { logLevel: o.listenerLogLevel } : {}),
     });
+    void inst.exited.then((code) => {
+      if (expected.has(inst)) return;
+      const exit = code === null ? `signal ${inst.child.signalCode}` : `code ${code}`;
+      crashes.push({ instanceId, exit, atEpochMs: Date.now() });
+      o.log(`instance ${instanceId} exited on its own (${exit})`);
+    });
+    return inst;
+  };
   let closed = false;
   const env: ChaosEnv = {
     db,
@@ -123,6 +137,8 @@ export async function chaosEnv(o: ChaosEnvOptions): Promise<ChaosEnv> {
     double,
     instances,
     startInstance,
+    expectExit: (inst) => expected.add(inst),
+    crashes: () => [...crashes],
     lastArrival: () => last,
     firstArrivalSince: (epochMs) => {
       // Arrivals are in time order: binary search for the first one at or after epochMs.
@@ -139,6 +155,7 @@ export async function chaosEnv(o: ChaosEnvOptions): Promise<ChaosEnv> {
       const stats: Record<string, unknown>[] = [];
       await Promise.all(
         instances.map(async (inst) => {
+          if (inst) expected.add(inst);
           const s = await inst?.stop().catch(() => undefined);
           if (s) stats.push(s);
         }),
@@ -149,7 +166,12 @@ export async function chaosEnv(o: ChaosEnvOptions): Promise<ChaosEnv> {
     close: async () => {
       if (closed) return;
       closed = true;
-      await Promise.all(instances.map((inst) => inst?.kill()));
+      await Promise.all(
+        instances.map((inst) => {
+          if (inst) expected.add(inst);
+          return inst?.kill();
+        }),
+      );
       instances.length = 0;
       await double.close();
       await admin.end().catch(() => {});

@@ -88,6 +88,7 @@ export async function runFaults(o: FaultsOptions): Promise<ChaosResult> {
     }
 
     const t0 = performance.now();
+    const startEpochMs = Date.now();
     const elapsed = () => performance.now() - t0;
     const { events, event, note } = timeline(t0, log);
     const hardDeadline = Date.now() + o.feedSeconds * 1000 + o.pgRestartAtMs + o.settleMs + 120_000;
@@ -131,6 +132,7 @@ export async function runFaults(o: FaultsOptions): Promise<ChaosResult> {
           const idx = Math.min(1, env.instances.length - 1);
           const victim = env.instances[idx];
           if (!victim) continue;
+          env.expectExit(victim);
           await victim.kill();
           faults.sigkills++;
           env.instances[idx] = null;
@@ -178,6 +180,7 @@ export async function runFaults(o: FaultsOptions): Promise<ChaosResult> {
       progress,
       measure: 'last fault to last job done',
       fromEpochMs: lastFaultEnd,
+      startEpochMs,
       targetMs: o.targetMs,
       events,
       details: { faults, failureRate: o.failureRate, latencyMs: o.latencyMs, feedSeconds: o.feedSeconds },

@@ -48,6 +48,7 @@ export async function runInterruption(kind: 'outage' | 'rotation', o: Interrupti
       variantStatus: 'queued',
     });
     const t0 = performance.now();
+    const startEpochMs = Date.now();
     const { events, event, note } = timeline(t0, log);
     await env.admin.query(
       `UPDATE jobs_variants SET status = 'done' WHERE current_step = 'img_gen' AND status = 'queued'`,
@@ -86,6 +87,7 @@ export async function runInterruption(kind: 'outage' | 'rotation', o: Interrupti
       progress,
       measure: kind === 'outage' ? 'stage back to last job done' : '401s over to last job done',
       fromEpochMs: backAt,
+      startEpochMs,
       targetMs: o.targetMs,
       events,
       details: {

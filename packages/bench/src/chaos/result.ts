@@ -37,6 +37,8 @@ export interface ChaosResult {
   totals: Record<number, number>;
   /** Database errors the double retried. */
   doubleDbRetries: number;
+  /** Listener instances that exited without the harness asking (each one a crash of a server). */
+  instanceCrashes: { instanceId: string; exit: string; atS: number }[];
   /** What happened when, seconds since the scenario's start. */
   events: { atS: number; what: string }[];
   totalSeconds: number;
@@ -56,6 +58,8 @@ export async function buildResult(
     progress: JobProgress;
     measure: string;
     fromEpochMs: number;
+    /** When the scenario's clock started (the timeline's 0). */
+    startEpochMs: number;
     targetMs: number;
     events: { atS: number; what: string }[];
     details: Record<string, unknown>;
@@ -85,6 +89,11 @@ export async function buildResult(
     verdict: await verdict(env.admin, env.double, o.jobIds),
     totals: env.double.totals(),
     doubleDbRetries: env.double.dbRetries(),
+    instanceCrashes: env.crashes().map((c) => ({
+      instanceId: c.instanceId,
+      exit: c.exit,
+      atS: Math.round((c.atEpochMs - o.startEpochMs) / 100) / 10,
+    })),
     events: o.events,
     details: o.details,
   };
