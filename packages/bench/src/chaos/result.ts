@@ -84,7 +84,7 @@ export async function buildResult(
       ms: p.done === p.total ? lastDoneAfterMs : null,
       targetMs: o.targetMs,
       lastDoneAfterMs,
-      firstRequestAfterMs: first === null ? null : first - o.fromEpochMs,
+      firstRequestAfterMs: first === null ? null : Math.round(first - o.fromEpochMs),
     },
     verdict: await verdict(env.admin, env.double, o.jobIds),
     totals: env.double.totals(),
