@@ -22,7 +22,15 @@
  * when one is clean).
  */
 import { measureLine } from './fonts.js';
-import { panelMetrics, typesetBlock, DEFAULT_WEIGHTS, taglineSizeFor, type Align } from './layout.js';
+import {
+  panelMetrics,
+  typesetBlock,
+  DEFAULT_WEIGHTS,
+  MAX_CANVAS_SIDE,
+  MAX_TEXT_LINES,
+  taglineSizeFor,
+  type Align,
+} from './layout.js';
 import {
   clipBox,
   contrastRatio,
@@ -369,21 +377,34 @@ export function planPlacements(
   }
 
   // Last resort (tiny photos, very long copy): a caption band with smaller type
-  // and more lines, the canvas widened when even one word is wider than the photo.
+  // and more lines, the canvas widened when a word is wider than the photo but
+  // fits MAX_CANVAS_SIDE; longer words are broken, and text beyond
+  // MAX_TEXT_LINES lines is cut with an ellipsis (docs/stage-api.md, "Rendering bounds").
   if (!cands.some((c) => !c.rejected)) {
-    let block: ReturnType<typeof typesetBlock> = null;
-    let hs = Math.max(12, Math.min(22, Math.round(0.08 * m)));
-    for (; hs >= 10 && !block; hs -= 2) {
-      block = typesetBlock(texts, {
+    const styleAt = (hs: number, overflow: 'fail' | 'ellipsis') => {
+      const padX = panelMetrics(hs).padX;
+      const widest = MAX_CANVAS_SIDE - 2 * padX - 2 * Math.round(0.35 * (hs + 2));
+      const word = widestWord(texts, hs);
+      return {
         headlineSize: hs,
         taglineSize: Math.max(10, Math.round(hs * 0.6)),
         headlineWeight: DEFAULT_WEIGHTS.headline,
         taglineWeight: DEFAULT_WEIGHTS.tagline,
-        align: 'center',
-        maxWidth: Math.max(W * 0.9 - 2 * panelMetrics(hs).padX, hs * 8, widestWord(texts, hs)),
-        maxHeadlineLines: 1000,
-        maxTaglineLines: 1000,
-      });
+        align: 'center' as const,
+        maxWidth: Math.min(widest, Math.max(W * 0.9 - 2 * padX, hs * 8, word <= widest ? word : 0)),
+        maxHeadlineLines: texts.tagline?.trim() ? MAX_TEXT_LINES - 2 : MAX_TEXT_LINES,
+        maxTaglineLines: 2,
+        overflow,
+      };
+    };
+    // The whole text at the largest size that holds it; else, at the smallest, broken and cut.
+    let block: ReturnType<typeof typesetBlock> = null;
+    let hs = Math.max(12, Math.min(22, Math.round(0.08 * m)));
+    for (; hs >= 10 && !block; hs -= 2) block = typesetBlock(texts, styleAt(hs, 'fail'));
+    if (!block) {
+      hs = 10;
+      block = typesetBlock(texts, styleAt(hs, 'ellipsis'));
+      hs -= 2;
     }
     if (block) {
       const size = hs + 2;

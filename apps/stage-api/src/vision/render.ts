@@ -4,11 +4,17 @@
  * panel (in-photo placements) or on a solid caption band (band placements,
  * where the canvas is extended); lines are drawn exactly where the planner
  * measured them and their tight glyph boxes are reported as drawn.
+ *
+ * Bounds (docs/stage-api.md, "Rendering bounds"): the canvas is at most
+ * MAX_CANVAS_SIDE on each side (a larger plan is scaled down as a whole:
+ * photo, boxes and type), and at most MAX_TEXT_LINES lines are drawn (a plan
+ * with more, or with a line wider than the canvas, is typeset again in its
+ * region with over-wide words broken and overflow ellipsised).
  */
 import { createCanvas, ImageData } from '@napi-rs/canvas';
 import sharp from 'sharp';
 import { ensureFonts, FONT_FAMILY, fontSpec, measureLine } from './fonts.js';
-import { panelMetrics, typesetBlock, type Align } from './layout.js';
+import { MAX_CANVAS_SIDE, MAX_TEXT_LINES, panelMetrics, typesetBlock, type Align } from './layout.js';
 import { parseColor, rgba } from './raster.js';
 import type {
   AdTexts,
@@ -29,24 +35,66 @@ export function lineLanguage(text: string): 'eng' | 'kor' {
 
 const norm = (s: string): string => s.normalize('NFC').replace(/\s+/g, ' ').trim();
 
-export async function renderCreative(
+/** The proposal and photo scaled by `s` (canvas, region, line boxes, type sizes). */
+async function scalePlan(
   img: RasterImage,
   proposal: PlacementProposal,
+  s: number,
+): Promise<{ img: RasterImage; proposal: PlacementProposal }> {
+  const width = Math.max(1, Math.round(img.width * s));
+  const height = Math.max(1, Math.round(img.height * s));
+  const { data, info } = await sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), {
+    raw: { width: img.width, height: img.height, channels: 4 },
+  })
+    .resize(width, height, { fit: 'fill' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const box = (b: Box): Box => ({ x: b.x * s, y: b.y * s, w: b.w * s, h: b.h * s });
+  const scaled: PlacementProposal = {
+    ...proposal,
+    region: box(proposal.region),
+    lines: proposal.lines.map((l) => ({ ...l, box: box(l.box), fontSize: Math.max(1, l.fontSize * s) })),
+  };
+  if (proposal.canvas) {
+    scaled.canvas = {
+      width: Math.min(MAX_CANVAS_SIDE, Math.max(width, Math.round(proposal.canvas.width * s))),
+      height: Math.min(MAX_CANVAS_SIDE, Math.max(height, Math.round(proposal.canvas.height * s))),
+    };
+  }
+  return {
+    img: { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) },
+    proposal: scaled,
+  };
+}
+
+export async function renderCreative(
+  photo: RasterImage,
+  plan: PlacementProposal,
   texts: AdTexts,
   treatment: TextTreatment,
 ): Promise<RenderResult> {
   ensureFonts();
-  if (!proposal || !Array.isArray(proposal.lines) || proposal.lines.length === 0) {
+  if (!plan || !Array.isArray(plan.lines) || plan.lines.length === 0) {
     throw new TypeError('renderCreative needs a proposal with at least one line');
+  }
+  let img = photo;
+  let proposal = plan;
+  const planW = proposal.canvas?.width ?? img.width;
+  const planH = proposal.canvas?.height ?? img.height;
+  if (planW > MAX_CANVAS_SIDE || planH > MAX_CANVAS_SIDE) {
+    ({ img, proposal } = await scalePlan(img, proposal, Math.min(MAX_CANVAS_SIDE / planW, MAX_CANVAS_SIDE / planH)));
   }
   const textColor = parseColor(treatment.textColor);
   const cw = proposal.canvas?.width ?? img.width;
   const ch = proposal.canvas?.height ?? img.height;
   const isBand = cw !== img.width || ch !== img.height;
 
-  // Use the planned lines when they carry exactly the texts; otherwise re-typeset
-  // the given texts into the planned region with the planned sizes.
+  // Use the planned lines when they carry exactly the texts and stay within the
+  // bounds; otherwise re-typeset the given texts into the planned region with
+  // the planned sizes.
   let lines = proposal.lines;
+  const outOfBounds =
+    lines.length > MAX_TEXT_LINES || lines.some((l) => l.box.x + l.box.w > cw + 1 || l.box.y + l.box.h > ch + 1);
   const planned = (role: 'headline' | 'tagline'): string =>
     norm(
       proposal.lines
@@ -54,7 +102,7 @@ export async function renderCreative(
         .map((l) => l.text)
         .join(' '),
     );
-  if (planned('headline') !== norm(texts.headline) || planned('tagline') !== norm(texts.tagline ?? '')) {
+  if (outOfBounds || planned('headline') !== norm(texts.headline) || planned('tagline') !== norm(texts.tagline ?? '')) {
     const hs = proposal.lines.find((l) => l.role === 'headline')?.fontSize ?? 32;
     const ts = proposal.lines.find((l) => l.role === 'tagline')?.fontSize ?? Math.round(hs * 0.56);
     const anchor = proposal.anchor ?? '';
@@ -65,9 +113,13 @@ export async function renderCreative(
       headlineWeight: proposal.lines[0]!.fontWeight,
       taglineWeight: proposal.lines.find((l) => l.role === 'tagline')?.fontWeight ?? 600,
       align,
-      maxWidth: Math.max(proposal.region.w - 2 * panelMetrics(hs).padX, hs * 4),
-      maxHeadlineLines: 4,
-      maxTaglineLines: 3,
+      maxWidth: Math.max(
+        1,
+        Math.min(Math.max(proposal.region.w - 2 * panelMetrics(hs).padX, hs * 4), cw - 2 * panelMetrics(hs).padX),
+      ),
+      maxHeadlineLines: texts.tagline?.trim() ? MAX_TEXT_LINES - 2 : MAX_TEXT_LINES,
+      maxTaglineLines: 2,
+      overflow: 'ellipsis',
     });
     if (!block) throw new Error('the texts do not fit the planned region');
     lines = block.lines.map((l) => ({

@@ -163,7 +163,11 @@ t.test('edge cases: tiny photo, long copy, no tagline, a flat image', async (t) 
   const essay = { headline: Array.from({ length: 60 }, (_, i) => `word${i}`).join(' ') };
   const ep = planPlacements(solid(200, 150, [10, 10, 10]), [], essay);
   t.equal(ep.proposals[0]!.rejected, null);
-  t.equal(ep.proposals[0]!.lines.map((l) => l.text).join(' '), essay.headline);
+  // At most 6 lines (docs/stage-api.md, "Rendering bounds"): the copy that does not fit is cut with an ellipsis.
+  const essayLines = ep.proposals[0]!.lines.map((l) => l.text);
+  t.ok(essayLines.length <= 6, `${essayLines.length} lines`);
+  t.match(essayLines.at(-1), /\u2026$/, 'ends with an ellipsis');
+  t.ok(essay.headline.startsWith(essayLines.join(' ').slice(0, -1).trimEnd()), 'the beginning of the copy');
 
   const flat = solid(400, 300, [128, 128, 128]);
   const dets = detectSaliency(flat);
