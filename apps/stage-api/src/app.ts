@@ -88,7 +88,17 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   const backends = createBackends(config);
   const cpu = createCpuRunner(config.cpuWorkers);
   const limiter = new ResourceLimiter(config.concurrency);
-  const ctx: StageContext = { config, pool, storage, backends, cpu, limiter, metrics, log: app.log };
+  const ctx: StageContext = {
+    config,
+    pool,
+    storage,
+    backends,
+    cpu,
+    limiter,
+    metrics,
+    log: app.log,
+    inFlight: new Set(),
+  };
   app.decorate('stageContext', ctx);
 
   app.addHook('onClose', async () => {
@@ -113,6 +123,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url}` }));
 
+  // Every answer, the 401s and the assets included: the declared type is the type (docs/stage-api.md).
+  app.addHook('onRequest', async (_req, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+  });
   await app.register(authPlugin, { token: config.token });
   await app.register(healthRoutes, {
     ctx,

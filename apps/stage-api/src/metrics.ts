@@ -49,7 +49,7 @@ export function createMetrics(): StageMetrics {
   });
   const stageOutcomes = new Counter({
     name: 'stage_runs_total',
-    help: 'Stage runs by step and outcome (done, failed, superseded, conflict)',
+    help: 'Stage runs by step and outcome (done, failed, superseded, conflict, gone, unavailable)',
     labelNames: ['step', 'outcome'] as const,
     registers: [registry],
   });

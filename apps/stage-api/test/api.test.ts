@@ -174,11 +174,11 @@ t.test('/healthz needs no token, reports backends, leaks no secret; /metrics; /a
   });
   t.equal(r.statusCode, 404);
 
-  // A row whose key tries to leave the storage root is refused.
+  // A row whose key tries to leave the storage root is refused (image extensions: other types are 404 first).
   await writeFile(path.join(storage, '..', `outside-${path.basename(storage)}.png`), 'secret').catch(() => {});
   for (const evil of [
-    '../etc/passwd',
-    '/etc/passwd',
+    '../etc/passwd.png',
+    '/etc/passwd.jpg',
     `../${path.basename(storage)}-x/secret.png`,
     'inputs/../../x.png',
   ]) {
@@ -191,7 +191,7 @@ t.test('/healthz needs no token, reports backends, leaks no secret; /metrics; /a
   }
   // A URL from a host not allow-listed is not fetched.
   const a = await db.pool.query(
-    `INSERT INTO image_assets (image_type, image_url, tenant_id) VALUES ('upload', 'http://169.254.169.254/latest', 't') RETURNING image_asset_id`,
+    `INSERT INTO image_assets (image_type, image_url, tenant_id) VALUES ('upload', 'http://169.254.169.254/latest/x.png', 't') RETURNING image_asset_id`,
   );
   r = await app.inject({ method: 'GET', url: `/assets/${a.rows[0].image_asset_id}`, headers: auth('tok-123') });
   t.equal(r.statusCode, 502);

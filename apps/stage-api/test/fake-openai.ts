@@ -1,7 +1,8 @@
 /**
  * A local OpenAI-compatible chat-completions server for tests: records every
  * request and answers with what the test scripted (status, headers, body,
- * or a hold until released).
+ * or a hold until released), and whether the client went away before an
+ * answer (`aborted`).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +14,8 @@ export interface RecordedRequest {
   headers: IncomingMessage['headers'];
   // biome-ignore lint/suspicious/noExplicitAny: parsed JSON of a test double; the tests assert its shape
   body: any;
+  /** The client closed the connection before the answer was sent. */
+  aborted: boolean;
 }
 
 export type Responder = (req: RecordedRequest, res: ServerResponse, index: number) => void | Promise<void>;
@@ -54,6 +57,9 @@ export const status =
     res.end(JSON.stringify({ error: { message: `scripted ${code}` } }));
   };
 
+/** Never answers: the request stays open until the client aborts it or the server closes. */
+export const hang = (): Responder => () => {};
+
 export async function startFakeOpenAi(t: Test, script: Responder[]): Promise<FakeOpenAi> {
   const requests: RecordedRequest[] = [];
   const fake: FakeOpenAi = { url: '', requests, script, close: async () => {} };
@@ -67,7 +73,16 @@ export async function startFakeOpenAi(t: Test, script: Responder[]): Promise<Fak
       try {
         body = raw ? JSON.parse(raw) : null;
       } catch {}
-      const rec: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body };
+      const rec: RecordedRequest = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body,
+        aborted: false,
+      };
+      res.on('close', () => {
+        if (!res.writableFinished) rec.aborted = true;
+      });
       if (req.url?.endsWith('/models')) {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end('{"data":[]}');

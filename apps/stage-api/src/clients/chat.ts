@@ -7,7 +7,12 @@
  *   and validated with zod: an answer that is not JSON or not the schema is a
  *   clear ModelError (the step then fails with it);
  * - one timeout per attempt; retries with exponential backoff and jitter on
- *   429, 5xx and connection errors, honouring Retry-After.
+ *   429, 5xx and connection errors, honouring Retry-After;
+ * - a call may carry the stage request's AbortSignal and deadline
+ *   (docs/stage-api.md, "Deadline"): the signal aborts the request in flight
+ *   (the call rejects with the signal's reason), each attempt's timeout ends
+ *   at the deadline at the latest, and no retry wait that would end past the
+ *   deadline is started (the call gives up at once with the last error).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
@@ -54,6 +59,13 @@ export interface JsonRequest<T> {
   maxTokens?: number;
 }
 
+/** Per-call options: the stage request's signal and deadline. */
+export interface CallOptions {
+  signal?: AbortSignal | undefined;
+  /** Epoch ms after which no attempt or retry wait may end. */
+  deadline?: number | undefined;
+}
+
 export interface JsonAnswer<T> {
   value: T;
   model: string;
@@ -81,7 +93,7 @@ export interface ChatClient {
   readonly name: string;
   readonly model: string;
   readonly baseUrl: string;
-  completeJson<T>(req: JsonRequest<T>): Promise<JsonAnswer<T>>;
+  completeJson<T>(req: JsonRequest<T>, opts?: CallOptions): Promise<JsonAnswer<T>>;
   /** GET {baseUrl}/models with a short timeout: is the backend reachable? */
   ping(timeoutMs?: number): Promise<{ reachable: boolean; detail: string }>;
 }
@@ -93,22 +105,40 @@ export function createChatClient(o: ChatClientOptions): ChatClient {
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
   if (o.apiKey) headers.authorization = `Bearer ${o.apiKey}`;
 
-  async function once(body: string): Promise<{ status: number; text: string; retryAfterMs: number | undefined }> {
+  async function once(
+    body: string,
+    opts: CallOptions,
+  ): Promise<{ status: number; text: string; retryAfterMs: number | undefined }> {
+    const outer = opts.signal;
+    outer?.throwIfAborted();
+    // With a signal, the signal itself ends the attempt at the deadline (and says so);
+    // with only a deadline, the attempt's own timer stops there.
+    const toDeadline = opts.deadline !== undefined ? Math.max(1, opts.deadline - Date.now()) : Number.POSITIVE_INFINITY;
+    const byDeadline = !outer && toDeadline < o.timeoutMs;
+    const timeoutMs = byDeadline ? toDeadline : o.timeoutMs;
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), o.timeoutMs);
+    const timer = setTimeout(() => ac.abort(), timeoutMs);
+    const signal = outer ? AbortSignal.any([ac.signal, outer]) : ac.signal;
     try {
       const res = await request(`${base}/chat/completions`, {
         method: 'POST',
         headers,
         body,
-        signal: ac.signal,
+        signal,
         ...(o.dispatcher ? { dispatcher: o.dispatcher } : {}),
       });
       const text = await res.body.text();
       return { status: res.statusCode, text, retryAfterMs: parseRetryAfter(res.headers['retry-after']) };
     } catch (err) {
-      if (ac.signal.aborted)
-        throw new ModelError('timeout', `${o.name} did not answer within ${o.timeoutMs} ms (${base})`);
+      if (outer?.aborted) throw outer.reason;
+      if (ac.signal.aborted) {
+        throw new ModelError(
+          'timeout',
+          byDeadline
+            ? `${o.name} did not answer before the deadline: deadline exceeded (${base})`
+            : `${o.name} did not answer within ${timeoutMs} ms (${base})`,
+        );
+      }
       const code = (err as { code?: string }).code ?? '';
       throw new ModelError(
         'connection',
@@ -119,7 +149,7 @@ export function createChatClient(o: ChatClientOptions): ChatClient {
     }
   }
 
-  async function completeJson<T>(req: JsonRequest<T>): Promise<JsonAnswer<T>> {
+  async function completeJson<T>(req: JsonRequest<T>, opts: CallOptions = {}): Promise<JsonAnswer<T>> {
     const userContent: unknown[] = [{ type: 'text', text: req.user }];
     if (req.image) {
       const b64 = Buffer.from(req.image.bytes.buffer, req.image.bytes.byteOffset, req.image.bytes.byteLength).toString(
@@ -148,7 +178,7 @@ export function createChatClient(o: ChatClientOptions): ChatClient {
       let retryable: ModelError;
       let waitMs: number | undefined;
       try {
-        const r = await once(body);
+        const r = await once(body, opts);
         if (r.status >= 200 && r.status < 300) return { ...parseAnswer(r.text, req.validate), attempts: attempt };
         const snippet = r.text.slice(0, 300).replace(/\s+/g, ' ');
         const err = new ModelError('http', `${o.name} answered HTTP ${r.status}: ${snippet}`, r.status);
@@ -170,7 +200,16 @@ export function createChatClient(o: ChatClientOptions): ChatClient {
       const backoff = Math.min(backoffMax, backoffBase * 2 ** (attempt - 1));
       const delay =
         waitMs !== undefined ? Math.min(waitMs, backoffMax * 4) : backoff / 2 + Math.random() * (backoff / 2);
-      await sleep(delay);
+      if (opts.deadline !== undefined && Date.now() + delay >= opts.deadline) {
+        throw new ModelError(
+          retryable.kind,
+          `${retryable.message} (no retry: the next one would start ${Math.round(delay)} ms from now, past the request's deadline)`,
+          retryable.status,
+        );
+      }
+      await sleep(delay, undefined, opts.signal ? { signal: opts.signal } : undefined).catch((err: unknown) => {
+        throw opts.signal?.aborted ? opts.signal.reason : err;
+      });
     }
   }
 

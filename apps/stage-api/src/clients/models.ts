@@ -11,7 +11,7 @@ import type { StageConfig } from '../config.js';
 import { buildVlmAnalyzePrompt, buildVlmJudgePrompt, VLM_ANALYZE_SCHEMA, VLM_JUDGE_SCHEMA } from '../text/index.js';
 import type { OcrEngine, YoloDetector } from '../vision/index.js';
 import type { CreativeLayout, ImageAnalysis, Judgement } from '../vision/types.js';
-import { type ChatClient, createChatClient } from './chat.js';
+import { type CallOptions, type ChatClient, createChatClient } from './chat.js';
 
 /** Longest side of the image sent to the VLM (keeps the data URL small). */
 const VLM_MAX_SIDE = 1024;
@@ -45,22 +45,29 @@ export const judgementAnswer = z.object({
 
 export interface VlmBackend {
   client: ChatClient;
-  analyze(image: Uint8Array): Promise<{ analysis: ImageAnalysis; model: string }>;
-  judge(creativePng: Uint8Array, layout: CreativeLayout): Promise<{ judgement: Judgement; model: string }>;
+  analyze(image: Uint8Array, opts?: CallOptions): Promise<{ analysis: ImageAnalysis; model: string }>;
+  judge(
+    creativePng: Uint8Array,
+    layout: CreativeLayout,
+    opts?: CallOptions,
+  ): Promise<{ judgement: Judgement; model: string }>;
 }
 
 export function createVlmBackend(client: ChatClient): VlmBackend {
   return {
     client,
-    async analyze(image) {
+    async analyze(image, opts = {}) {
       const jpeg = await toJpegForModel(image);
-      const a = await client.completeJson({
-        ...buildVlmAnalyzePrompt(),
-        image: { bytes: jpeg, mime: 'image/jpeg' },
-        schemaName: 'product_photo_analysis',
-        jsonSchema: VLM_ANALYZE_SCHEMA,
-        validate: analysisAnswer,
-      });
+      const a = await client.completeJson(
+        {
+          ...buildVlmAnalyzePrompt(),
+          image: { bytes: jpeg, mime: 'image/jpeg' },
+          schemaName: 'product_photo_analysis',
+          jsonSchema: VLM_ANALYZE_SCHEMA,
+          validate: analysisAnswer,
+        },
+        opts,
+      );
       return {
         analysis: {
           usable: a.value.usable,
@@ -71,7 +78,7 @@ export function createVlmBackend(client: ChatClient): VlmBackend {
         model: a.model,
       };
     },
-    async judge(creativePng, layout) {
+    async judge(creativePng, layout, opts = {}) {
       const jpeg = await toJpegForModel(creativePng);
       const headline = layout.lines
         .filter((l) => l.role === 'headline')
@@ -81,13 +88,16 @@ export function createVlmBackend(client: ChatClient): VlmBackend {
         .filter((l) => l.role === 'tagline')
         .map((l) => l.text)
         .join(' ');
-      const a = await client.completeJson({
-        ...buildVlmJudgePrompt({ headline, tagline: tagline || undefined }),
-        image: { bytes: jpeg, mime: 'image/jpeg' },
-        schemaName: 'creative_judgement',
-        jsonSchema: VLM_JUDGE_SCHEMA,
-        validate: judgementAnswer,
-      });
+      const a = await client.completeJson(
+        {
+          ...buildVlmJudgePrompt({ headline, tagline: tagline || undefined }),
+          image: { bytes: jpeg, mime: 'image/jpeg' },
+          schemaName: 'creative_judgement',
+          jsonSchema: VLM_JUDGE_SCHEMA,
+          validate: judgementAnswer,
+        },
+        opts,
+      );
       return { judgement: a.value, model: a.model };
     },
   };

@@ -24,12 +24,78 @@ export interface JobRow {
   failure_reason: string | null;
 }
 
-export async function getJob(db: Queryable, jobId: string): Promise<JobRow | null> {
-  const r = await db.query<JobRow>(
-    'SELECT job_id, tenant_id, current_step, status, attempt, failure_reason FROM jobs WHERE job_id = $1',
+/**
+ * Input caps in characters (docs/stage-api.md, "Input caps"): `tenant_id` of
+ * the job, the other four of its newest `job_inputs` row. A job over a cap is
+ * refused with 422 before any step starts. The same numbers as pipeline-core's
+ * INPUT_CAPS (the seeders' caps).
+ */
+export const INPUT_CAPS = {
+  tenant_id: 200,
+  product_name: 100,
+  tagline_kor: 100,
+  ad_copy_eng: 300,
+  desc_kor: 2_000,
+} as const;
+export type CappedField = keyof typeof INPUT_CAPS;
+
+/** The job row with what the stage checks before a start: the input caps and the input image's tenant. */
+export interface JobForStage extends JobRow {
+  /** The first field over its cap with its length, or null. */
+  tooLong: { field: CappedField; length: number; cap: number } | null;
+  /** job_inputs.img_asset_id of the newest inputs row (null: none). */
+  input_asset_id: string | null;
+  /** image_assets.tenant_id of that asset (null: the existing API server's rows carry none). */
+  input_asset_tenant: string | null;
+}
+
+/**
+ * One query: the job, the character lengths of its capped inputs (char_length
+ * counts characters, not bytes) and its input image's tenant.
+ */
+export async function getJobForStage(db: Queryable, jobId: string): Promise<JobForStage | null> {
+  const r = await db.query<
+    JobRow &
+      Record<`${CappedField}_len`, number | null> & { input_asset_id: string | null; input_asset_tenant: string | null }
+  >(
+    `SELECT j.job_id, j.tenant_id, j.current_step, j.status, j.attempt, j.failure_reason,
+            char_length(j.tenant_id) AS tenant_id_len,
+            char_length(i.product_name) AS product_name_len,
+            char_length(i.tagline_kor) AS tagline_kor_len,
+            char_length(i.ad_copy_eng) AS ad_copy_eng_len,
+            char_length(i.desc_kor) AS desc_kor_len,
+            i.img_asset_id AS input_asset_id,
+            a.tenant_id AS input_asset_tenant
+       FROM jobs j
+       LEFT JOIN LATERAL (
+         SELECT product_name, tagline_kor, ad_copy_eng, desc_kor, img_asset_id FROM job_inputs
+          WHERE job_id = j.job_id ORDER BY created_at DESC LIMIT 1
+       ) i ON true
+       LEFT JOIN image_assets a ON a.image_asset_id = i.img_asset_id
+      WHERE j.job_id = $1`,
     [jobId],
   );
-  return r.rows[0] ?? null;
+  const row = r.rows[0];
+  if (!row) return null;
+  let tooLong: JobForStage['tooLong'] = null;
+  for (const field of Object.keys(INPUT_CAPS) as CappedField[]) {
+    const length = row[`${field}_len`] ?? 0;
+    if (length > INPUT_CAPS[field]) {
+      tooLong = { field, length, cap: INPUT_CAPS[field] };
+      break;
+    }
+  }
+  return {
+    job_id: row.job_id,
+    tenant_id: row.tenant_id,
+    current_step: row.current_step,
+    status: row.status,
+    attempt: row.attempt,
+    failure_reason: row.failure_reason,
+    tooLong,
+    input_asset_id: row.input_asset_id,
+    input_asset_tenant: row.input_asset_tenant,
+  };
 }
 
 export interface VariantRow {
@@ -40,13 +106,17 @@ export interface VariantRow {
   current_step: string;
   status: string;
   attempt: number;
+  /** image_assets.tenant_id of img_asset_id (null: no asset, or an asset without a tenant). */
+  asset_tenant: string | null;
 }
 
-const VARIANT_COLS = 'job_variants_id, job_id, creation_order, img_asset_id, current_step, status, attempt';
+const VARIANT_COLS = `v.job_variants_id, v.job_id, v.creation_order, v.img_asset_id, v.current_step, v.status, v.attempt,
+  a.tenant_id AS asset_tenant`;
+const VARIANT_FROM = 'jobs_variants v LEFT JOIN image_assets a ON a.image_asset_id = v.img_asset_id';
 
 export async function getVariant(db: Queryable, jobId: string, variantId: string): Promise<VariantRow | null> {
   const r = await db.query<VariantRow>(
-    `SELECT ${VARIANT_COLS} FROM jobs_variants WHERE job_variants_id = $1 AND job_id = $2`,
+    `SELECT ${VARIANT_COLS} FROM ${VARIANT_FROM} WHERE v.job_variants_id = $1 AND v.job_id = $2`,
     [variantId, jobId],
   );
   return r.rows[0] ?? null;
@@ -54,7 +124,7 @@ export async function getVariant(db: Queryable, jobId: string, variantId: string
 
 export async function listVariants(db: Queryable, jobId: string): Promise<VariantRow[]> {
   const r = await db.query<VariantRow>(
-    `SELECT ${VARIANT_COLS} FROM jobs_variants WHERE job_id = $1 ORDER BY creation_order, job_variants_id`,
+    `SELECT ${VARIANT_COLS} FROM ${VARIANT_FROM} WHERE v.job_id = $1 ORDER BY v.creation_order, v.job_variants_id`,
     [jobId],
   );
   return r.rows;

@@ -1,17 +1,21 @@
 /**
- * The ten stage routes (CONTRACTS' "Stage HTTP API"), one POST each, with
- * typebox schemas for the body and every answer.
+ * The ten stage routes, one POST each, with typebox schemas for the body and
+ * every answer; what each answer means is docs/stage-api.md. The deadline
+ * header `x-pipeline-timeout-ms` is read here and never answered with 400: a
+ * missing or malformed value leaves the step's own timeout.
  */
 import { routeOf } from '@feedlyai/pipeline-core';
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
 import { STAGES } from '../stages/definitions.js';
+import { parseTimeoutHeader, TIMEOUT_HEADER } from '../stages/deadline.js';
 import { handleStageRequest, type StageContext, type StageHooks } from '../stages/runner.js';
 
 const UUID = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
 
 export const StageBody = Type.Object({
   job_id: Type.String({ pattern: UUID, description: 'the job (uuid)' }),
-  tenant_id: Type.String({ minLength: 1, maxLength: 200, description: 'must own the job' }),
+  // The 200-character cap of a job's tenant_id is checked on the job (422 input_too_long); this bounds the body.
+  tenant_id: Type.String({ minLength: 1, maxLength: 1000, description: 'must own the job' }),
   job_variants_id: Type.Optional(Type.String({ pattern: UUID, description: 'variant-level steps: one variant' })),
   attempt: Type.Optional(
     Type.Integer({ minimum: 1, maximum: 1_000_000, description: "the dispatcher's fencing token" }),
@@ -44,7 +48,16 @@ const StageAnswer = Type.Object(
   { additionalProperties: true },
 );
 
-export const ErrorAnswer = Type.Object({ error: Type.String() }, { additionalProperties: true });
+export const ErrorAnswer = Type.Object(
+  {
+    error: Type.String(),
+    code: Type.Optional(
+      Type.String({ description: 'job_not_found (404), input_too_long or asset_tenant_mismatch (422)' }),
+    ),
+    field: Type.Optional(Type.String({ description: 'the offending column (422)' })),
+  },
+  { additionalProperties: true },
+);
 
 export interface StageRoutesOptions {
   ctx: StageContext;
@@ -66,14 +79,16 @@ export const stageRoutes: FastifyPluginAsyncTypebox<StageRoutesOptions> = async 
             404: ErrorAnswer,
             409: Type.Union([StageAnswer, ErrorAnswer]),
             413: ErrorAnswer,
+            422: ErrorAnswer,
             429: ErrorAnswer,
             500: Type.Union([StageAnswer, ErrorAnswer]),
-            503: ErrorAnswer,
+            503: Type.Union([StageAnswer, ErrorAnswer]),
           },
         },
       },
       async (req, reply) => {
-        const r = await handleStageRequest(opts.ctx, def, req.body, opts.hooks);
+        const timeoutMs = parseTimeoutHeader(req.headers[TIMEOUT_HEADER]);
+        const r = await handleStageRequest(opts.ctx, def, req.body, opts.hooks, { timeoutMs });
         if (r.headers) reply.headers(r.headers);
         return reply.code(r.statusCode as 200).send(r.body as never);
       },

@@ -20,7 +20,7 @@ import {
   templateHeadline,
   templateKoreanCopy,
 } from '../text/index.js';
-import type { ChatClient } from '../clients/chat.js';
+import type { CallOptions, ChatClient } from '../clients/chat.js';
 import { type AdCopyRow, ensureAdCopy, getAdCopy, getJobInputs, type JobInputs } from '../db/queries.js';
 import type { Queryable } from '@feedlyai/pipeline-core';
 
@@ -57,7 +57,12 @@ function toneLine(inputs: JobInputs): string {
  * ('template'). INSERT ... ON CONFLICT DO NOTHING then read back, so two
  * variants racing here share one headline.
  */
-export async function resolveAdCopy(db: Queryable, llm: ChatClient | null, jobId: string): Promise<AdCopyRow> {
+export async function resolveAdCopy(
+  db: Queryable,
+  llm: ChatClient | null,
+  jobId: string,
+  opts: CallOptions = {},
+): Promise<AdCopyRow> {
   const existing = await getAdCopy(db, jobId);
   if (existing) return existing;
   const inputs = await requireInputs(db, jobId);
@@ -68,13 +73,16 @@ export async function resolveAdCopy(db: Queryable, llm: ChatClient | null, jobId
     headline = inputs.adCopyEng;
     method = 'input';
   } else if (llm && inputs.descKor) {
-    const a = await llm.completeJson({
-      ...buildAdCopyPrompt(textInputs(inputs)),
-      schemaName: 'ad_headline',
-      jsonSchema: AD_COPY_SCHEMA,
-      validate: headlineAnswer,
-      maxTokens: 100,
-    });
+    const a = await llm.completeJson(
+      {
+        ...buildAdCopyPrompt(textInputs(inputs)),
+        schemaName: 'ad_headline',
+        jsonSchema: AD_COPY_SCHEMA,
+        validate: headlineAnswer,
+        maxTokens: 100,
+      },
+      opts,
+    );
     headline = a.value.headline;
     method = 'llm';
     model = a.model;
@@ -91,18 +99,22 @@ export async function koreanCopy(
   llm: ChatClient | null,
   inputs: JobInputs,
   headline: string,
+  opts: CallOptions = {},
 ): Promise<{ text: string; method: string; model: string | null }> {
   if (!llm) return { text: templateKoreanCopy({ ...textInputs(inputs), headline }), method: 'template', model: null };
-  const a = await llm.completeJson({
-    system: 'You are a Korean copywriter. Answer only with JSON matching the schema.',
-    user:
-      `English ad headline: ${headline}\nProduct description (Korean): ${inputs.descKor ?? ''}\n${toneLine(inputs)}\n` +
-      'Turn the headline into natural Korean ad copy (one or two short sentences) in this tone. No hashtags.',
-    schemaName: 'ad_copy_kor',
-    jsonSchema: KOREAN_COPY_SCHEMA,
-    validate: koreanAnswer,
-    maxTokens: 300,
-  });
+  const a = await llm.completeJson(
+    {
+      system: 'You are a Korean copywriter. Answer only with JSON matching the schema.',
+      user:
+        `English ad headline: ${headline}\nProduct description (Korean): ${inputs.descKor ?? ''}\n${toneLine(inputs)}\n` +
+        'Turn the headline into natural Korean ad copy (one or two short sentences) in this tone. No hashtags.',
+      schemaName: 'ad_copy_kor',
+      jsonSchema: KOREAN_COPY_SCHEMA,
+      validate: koreanAnswer,
+      maxTokens: 300,
+    },
+    opts,
+  );
   return { text: a.value.ad_copy_kor, method: 'llm', model: a.model };
 }
 
@@ -130,23 +142,27 @@ export async function instagramPost(
   llm: ChatClient | null,
   inputs: JobInputs,
   copy: { headline: string; adCopyKor: string | null },
+  opts: CallOptions = {},
 ): Promise<{ caption: string; hashtags: string[]; method: string; model: string | null }> {
   if (!llm) {
     const args = { ...textInputs(inputs), headline: copy.headline, adCopyKor: copy.adCopyKor ?? '' };
     const post = clampPost(templateCaption(args), templateHashtags(args));
     return { ...post, method: 'template', model: null };
   }
-  const a = await llm.completeJson({
-    ...buildCaptionPrompt({
-      headlineEng: copy.headline,
-      koreanCopy: copy.adCopyKor ?? '',
-      descKor: inputs.descKor ?? '',
-      tone: inputs.tone.code,
-    }),
-    schemaName: 'instagram_post',
-    jsonSchema: CAPTION_SCHEMA,
-    validate: captionAnswer,
-    maxTokens: 900,
-  });
+  const a = await llm.completeJson(
+    {
+      ...buildCaptionPrompt({
+        headlineEng: copy.headline,
+        koreanCopy: copy.adCopyKor ?? '',
+        descKor: inputs.descKor ?? '',
+        tone: inputs.tone.code,
+      }),
+      schemaName: 'instagram_post',
+      jsonSchema: CAPTION_SCHEMA,
+      validate: captionAnswer,
+      maxTokens: 900,
+    },
+    opts,
+  );
   return { ...clampPost(a.value.caption, a.value.hashtags), method: 'llm', model: a.model };
 }

@@ -1,7 +1,8 @@
 /**
  * The ten stages: what each reads, which backend or fallback it uses, what it
  * stores. The state machine around them is runner.ts; the algorithms are
- * ../vision and ../text.
+ * ../vision and ../text. Every model call, worker task and OCR run carries
+ * the request's AbortSignal and deadline (docs/stage-api.md, "Deadline").
  */
 import { createHash } from 'node:crypto';
 import type { Queryable, Step } from '@feedlyai/pipeline-core';
@@ -23,6 +24,11 @@ import type { AdTexts, Detection, PlacementProposal } from '../vision/types.js';
 import { instagramPost, koreanCopy, requireInputs, resolveAdCopy } from './copy.js';
 import type { StageContext, StageDefinition, StageOutput, StageRun } from './runner.js';
 
+/** The request's signal and deadline, for model calls. */
+const callOpts = (run: StageRun) => ({ signal: run.signal, deadline: run.deadline });
+/** The request's signal, for worker tasks and OCR. */
+const abortable = (run: StageRun) => ({ signal: run.signal });
+
 function variantOf(run: StageRun): VariantRow {
   if (!run.variant) throw new Error(`${run.step} is a variant-level step`);
   return run.variant;
@@ -41,12 +47,15 @@ async function loadSourceImage(ctx: StageContext, run: StageRun): Promise<Uint8A
   }
   if (!assetId)
     throw new Error('the variant has no image: neither jobs_variants.img_asset_id nor job_inputs.img_asset_id is set');
-  const a = await ctx.pool.query<{ image_url: string | null }>(
-    'SELECT image_url FROM image_assets WHERE image_asset_id = $1',
+  const a = await ctx.pool.query<{ image_url: string | null; tenant_id: string | null }>(
+    'SELECT image_url, tenant_id FROM image_assets WHERE image_asset_id = $1',
     [assetId],
   );
   const url = a.rows[0]?.image_url;
   if (!a.rows[0]) throw new Error(`image asset ${assetId} does not exist`);
+  // Checked before the start too (422 asset_tenant_mismatch, docs/stage-api.md); this guards a change meanwhile.
+  const owner = a.rows[0].tenant_id;
+  if (owner !== null && owner !== run.tenantId) throw new Error(`image asset ${assetId} belongs to another tenant`);
   if (!url) throw new Error(`image asset ${assetId} has no image_url`);
   return await ctx.storage.readRef(url, { ...ctx.config.imageFetch, maxBytes: ctx.config.maxImageBytes });
 }
@@ -173,8 +182,8 @@ const vlmAnalyze: StageDefinition = {
     };
     let size: { width: number; height: number };
     if (ctx.backends.vlm) {
-      size = await ctx.cpu.run('probe', bytes); // a corrupt image fails here, before the model call
-      const a = await ctx.backends.vlm.analyze(bytes).catch((err: unknown) => {
+      size = await ctx.cpu.run('probe', [bytes], abortable(run)); // a corrupt image fails here, before the model call
+      const a = await ctx.backends.vlm.analyze(bytes, callOpts(run)).catch((err: unknown) => {
         ctx.metrics.modelCalls.inc({ backend: 'vlm', outcome: 'error' });
         throw err;
       });
@@ -183,7 +192,7 @@ const vlmAnalyze: StageDefinition = {
       model = a.model;
       method = 'vlm';
     } else {
-      const a = await ctx.cpu.run('analyze', bytes);
+      const a = await ctx.cpu.run('analyze', [bytes], abortable(run));
       size = { width: a.width, height: a.height };
       analysis = a;
       method = 'heuristic';
@@ -237,7 +246,7 @@ const yoloDetect: StageDefinition = {
       model = ctx.backends.yoloModelPath;
       ctx.metrics.modelCalls.inc({ backend: 'yolo', outcome: 'ok' });
     } else {
-      const r = await ctx.cpu.run('saliency', bytes);
+      const r = await ctx.cpu.run('saliency', [bytes], abortable(run));
       detections = r.detections;
       size = { width: r.width, height: r.height };
       method = 'saliency';
@@ -276,9 +285,9 @@ const planner: StageDefinition = {
   async execute(ctx, run) {
     const v = variantOf(run);
     const detections = await requireDetections(ctx, run);
-    const copy = await resolveAdCopy(ctx.pool, ctx.backends.llm, run.jobId);
+    const copy = await resolveAdCopy(ctx.pool, ctx.backends.llm, run.jobId, callOpts(run));
     const bytes = await loadSourceImage(ctx, run);
-    const plan = await ctx.cpu.run('plan', bytes, detections, texts(copy), v.creation_order);
+    const plan = await ctx.cpu.run('plan', [bytes, detections, texts(copy), v.creation_order], abortable(run));
     if (plan.proposals.length === 0) throw new Error('the planner produced no proposal');
     const chosen = plan.proposals[plan.chosen];
     if (!chosen || chosen.rejected) {
@@ -335,11 +344,15 @@ const overlay: StageDefinition = {
     const v = variantOf(run);
     const proposal = await chosenProposal(ctx.pool, v.job_variants_id);
     if (!proposal) throw new Error('no chosen planner proposal stored for this variant: run planner first');
-    const copy = await resolveAdCopy(ctx.pool, ctx.backends.llm, run.jobId);
+    const copy = await resolveAdCopy(ctx.pool, ctx.backends.llm, run.jobId, callOpts(run));
     const analysis = await latestAnalysis(ctx.pool, v.job_variants_id);
     const bytes = await loadSourceImage(ctx, run);
     const t = texts(copy);
-    const out = await ctx.cpu.run('render', bytes, proposal, t, v.creation_order, analysis ?? undefined);
+    const out = await ctx.cpu.run(
+      'render',
+      [bytes, proposal, t, v.creation_order, analysis ?? undefined],
+      abortable(run),
+    );
     const png = Buffer.from(out.png.buffer, out.png.byteOffset, out.png.byteLength);
     const stored = await storeImage(ctx, png, 'overlay');
     return {
@@ -393,7 +406,7 @@ const vlmJudge: StageDefinition = {
     let method: string;
     let model: string | null = null;
     if (ctx.backends.vlm) {
-      const a = await ctx.backends.vlm.judge(png, ov.layout).catch((err: unknown) => {
+      const a = await ctx.backends.vlm.judge(png, ov.layout, callOpts(run)).catch((err: unknown) => {
         ctx.metrics.modelCalls.inc({ backend: 'vlm', outcome: 'error' });
         throw err;
       });
@@ -402,7 +415,7 @@ const vlmJudge: StageDefinition = {
       model = a.model;
       method = 'vlm';
     } else {
-      judgement = await ctx.cpu.run('judge', png, ov.layout, detections);
+      judgement = await ctx.cpu.run('judge', [png, ov.layout, detections], abortable(run));
       method = 'heuristic';
     }
     return {
@@ -436,7 +449,7 @@ const ocrEval: StageDefinition = {
     const v = variantOf(run);
     const { overlay: ov, png } = await requireOverlay(ctx, run);
     const engine = await ctx.backends.ocr();
-    const lines = await engine.evaluate(png, ov.layout);
+    const lines = await engine.evaluate(png, ov.layout, abortable(run));
     return {
       method: 'tesseract',
       summary: {
@@ -469,7 +482,7 @@ const readabilityEval: StageDefinition = {
   async execute(ctx, run) {
     const v = variantOf(run);
     const { overlay: ov, png } = await requireOverlay(ctx, run);
-    const r = await ctx.cpu.run('readability', png, ov.layout);
+    const r = await ctx.cpu.run('readability', [png, ov.layout], abortable(run));
     const minContrast = r.lines.length ? Math.min(...r.lines.map((l) => l.contrastP5)) : null;
     const maxClutter = r.lines.length ? Math.max(...r.lines.map((l) => l.clutter)) : null;
     return {
@@ -531,8 +544,8 @@ const adCopyKor: StageDefinition = {
   resources: (ctx) => (ctx.backends.llm ? ['llm'] : []),
   async execute(ctx, run) {
     const inputs = await requireInputs(ctx.pool, run.jobId);
-    const copy = await resolveAdCopy(ctx.pool, ctx.backends.llm, run.jobId);
-    const kor = await koreanCopy(ctx.backends.llm, inputs, copy.headline_eng);
+    const copy = await resolveAdCopy(ctx.pool, ctx.backends.llm, run.jobId, callOpts(run));
+    const kor = await koreanCopy(ctx.backends.llm, inputs, copy.headline_eng, callOpts(run));
     return {
       method: kor.method,
       summary: { headline_eng: copy.headline_eng, headline_method: copy.eng_method, ad_copy_kor: kor.text },
@@ -578,10 +591,12 @@ const instagramFeed: StageDefinition = {
     const feedPng = await (await vision()).composeFeedImage(await ctx.storage.read(ov.image_key));
     const stored = await storeImage(ctx, feedPng, 'feed');
     const copy = await getAdCopy(ctx.pool, run.jobId);
-    const post = await instagramPost(ctx.backends.llm, inputs, {
-      headline: copy?.headline_eng ?? ov.headline,
-      adCopyKor: copy?.ad_copy_kor ?? null,
-    });
+    const post = await instagramPost(
+      ctx.backends.llm,
+      inputs,
+      { headline: copy?.headline_eng ?? ov.headline, adCopyKor: copy?.ad_copy_kor ?? null },
+      callOpts(run),
+    );
     return {
       method: post.method,
       summary: {

@@ -11,6 +11,11 @@
  * Unicode code points) / length of the expected text, both NFC-normalised,
  * whitespace runs collapsed to one space and trimmed. Case-sensitive:
  * "coffee" read as "Coffee" is one error. Can exceed 1 when OCR invents text.
+ *
+ * `evaluate` takes the stage request's AbortSignal (docs/stage-api.md,
+ * "Deadline"). tesseract.js cannot cancel one recognition, so when the signal
+ * fires during one, the workers of that language are terminated (the next
+ * call creates them again) and the call rejects with the signal's reason.
  */
 import { createRequire } from 'node:module';
 import sharp from 'sharp';
@@ -19,7 +24,7 @@ import { parseColor, relativeLuminance } from './raster.js';
 import type { CreativeLayout, OcrLineResult } from './types.js';
 
 export interface OcrEngine {
-  evaluate(png: Buffer, layout: CreativeLayout): Promise<OcrLineResult[]>;
+  evaluate(png: Buffer, layout: CreativeLayout, opts?: { signal?: AbortSignal | undefined }): Promise<OcrLineResult[]>;
   close(): Promise<void>;
 }
 
@@ -106,14 +111,47 @@ export async function createOcrEngine(opts: { workers?: number } = {}): Promise<
     return p;
   }
 
+  /** One recognition, abandoned (and the language's workers terminated) when `signal` fires. */
+  async function recognise(lang: 'eng' | 'kor', crop: Buffer, signal: AbortSignal | undefined) {
+    const created = schedulerFor(lang);
+    const job = (await created).addJob('recognize', crop);
+    if (!signal) return await job;
+    job.catch(() => {});
+    return await new Promise<Awaited<typeof job>>((resolve, reject) => {
+      const onAbort = () => {
+        if (schedulers.get(lang) === created) schedulers.delete(lang);
+        created.then((s) => s.terminate()).catch(() => undefined);
+        reject(signal.reason);
+      };
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
+      signal.addEventListener('abort', onAbort, { once: true });
+      job.then(
+        (r) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(r);
+        },
+        (err: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      );
+    });
+  }
+
   return {
-    async evaluate(png: Buffer, layout: CreativeLayout): Promise<OcrLineResult[]> {
+    async evaluate(png: Buffer, layout: CreativeLayout, opts = {}): Promise<OcrLineResult[]> {
       if (closed) throw new Error('the OCR engine is closed');
+      const signal = opts.signal;
+      signal?.throwIfAborted();
       const meta = await sharp(png).metadata();
       const W = meta.width ?? 0;
       const H = meta.height ?? 0;
       const out: OcrLineResult[] = [];
       for (const line of layout.lines) {
+        signal?.throwIfAborted();
         const pad = Math.max(4, Math.round(line.box.h * 0.35));
         // Vertical padding stops halfway to the neighbouring lines so no part of them enters the crop.
         let padTop = pad;
@@ -147,8 +185,7 @@ export async function createOcrEngine(opts: { workers?: number } = {}): Promise<
           .extend({ top: 16, bottom: 16, left: 16, right: 16, extendWith: 'copy' })
           .png()
           .toBuffer();
-        const scheduler = await schedulerFor(line.lang);
-        const res = await scheduler.addJob('recognize', crop);
+        const res = await recognise(line.lang, crop, signal);
         const read = normaliseForCer(res.data.text ?? '');
         out.push({
           role: line.role,

@@ -2,13 +2,28 @@
  * Runs the CPU tasks either in a piscina worker pool (the event loop stays
  * free while an image is decoded, planned, rendered or measured) or inline
  * when `workers` is 0.
+ *
+ * A task may carry the stage request's AbortSignal (docs/stage-api.md,
+ * "Deadline"): piscina drops a queued task and terminates the thread of a
+ * running one; the call then rejects with the signal's reason. Inline work
+ * cannot be interrupted: it is not started when the signal has fired, and
+ * the caller stops waiting for it (the runner races every stage against the
+ * signal).
  */
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { CpuTaskName, CpuTasks } from './tasks.js';
 
+export interface CpuRunOptions {
+  signal?: AbortSignal | undefined;
+}
+
 export interface CpuRunner {
-  run<K extends CpuTaskName>(name: K, ...args: Parameters<CpuTasks[K]>): Promise<Awaited<ReturnType<CpuTasks[K]>>>;
+  run<K extends CpuTaskName>(
+    name: K,
+    args: Parameters<CpuTasks[K]>,
+    opts?: CpuRunOptions,
+  ): Promise<Awaited<ReturnType<CpuTasks[K]>>>;
   readonly mode: 'workers' | 'inline';
   readonly threads: number;
   close(): Promise<void>;
@@ -20,9 +35,10 @@ export function createCpuRunner(workers: number): CpuRunner {
     return {
       mode: 'inline',
       threads: 0,
-      async run(name, ...args) {
+      async run(name, args, opts = {}) {
         tasks ??= import('./tasks.js').then((m) => m.cpuTasks);
         const t = await tasks;
+        opts.signal?.throwIfAborted();
         return await (t[name] as (...a: unknown[]) => Promise<never>)(...args);
       },
       async close() {},
@@ -39,8 +55,15 @@ export function createCpuRunner(workers: number): CpuRunner {
   return {
     mode: 'workers',
     threads: workers,
-    async run(name, ...args) {
-      return await pool.run({ name, args });
+    async run(name, args, opts = {}) {
+      const signal = opts.signal;
+      try {
+        return await pool.run({ name, args }, signal ? { signal } : {});
+      } catch (err) {
+        // piscina's AbortError carries the reason as its cause; the caller wants the reason itself.
+        if (signal?.aborted) throw signal.reason;
+        throw err;
+      }
     },
     async close() {
       await pool.destroy();
