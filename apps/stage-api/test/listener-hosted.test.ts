@@ -15,7 +15,7 @@ t.test('hosted listener drives a job through every stage', async (t) => {
     port,
     token: 'hosted-token',
     cpuWorkers: 1,
-    listener: { connectionString: db.url, recoveryInterval: 2, reconnectDelay: 0.2, closeGraceMs: 2000 },
+    listener: { connectionString: db.url, recoveryIntervalMs: 2000, reconnectDelayMs: 200, closeGraceMs: 2000 },
   });
   await app.listen({ host: '127.0.0.1', port });
   const job = await seedJob(db.pool, { imageUrl: 'inputs/coffee.png', variants: 2, taglineKor: '오늘의 핸드드립' });

@@ -1,12 +1,15 @@
 /**
- * Plugin configuration: the options object (validated with zod; an invalid
- * option fails registration with a message naming it) over the environment
- * variables of CONTRACTS, over the defaults.
+ * Plugin configuration (docs/configuration.md): the environment, read in one
+ * place (`optionsFromEnv`), under the options the host passes, over the
+ * defaults. Every duration option is in milliseconds and named `…Ms`; the
+ * older names (seconds, or hours for recoveryWindow) keep working for one
+ * release with a deprecation warning. An invalid option or variable fails
+ * registration with a message naming it.
  */
 import { databaseUrlFromEnv, isStep, type StepPolicyOverrides } from '@feedlyai/pipeline-core';
 import { z } from 'zod';
 
-const positiveSeconds = z.number().positive().finite();
+const positiveMs = z.number().int().positive();
 
 const retryOverride = z
   .object({
@@ -30,14 +33,20 @@ export const listenerOptionsSchema = z
     enabled: z.boolean().optional(),
     /** DATABASE_URL / DB_* otherwise; or the host's @fastify/postgres pool. */
     connectionString: z.string().min(1).optional(),
-    /** JOB_STATE_LISTENER_RECONNECT_DELAY, seconds (fractions allowed), default 5. */
-    reconnectDelay: positiveSeconds.optional(),
-    /** Cap of the exponential reconnect backoff after repeated failures, seconds (default 60). */
-    maxReconnectDelay: positiveSeconds.optional(),
-    /** JOB_STATE_LISTENER_RECOVERY_INTERVAL, seconds (fractions allowed), default 60. */
-    recoveryInterval: positiveSeconds.optional(),
-    /** JOB_STATE_LISTENER_RECOVERY_WINDOW, hours, default 24. */
-    recoveryWindow: positiveSeconds.optional(),
+    /** JOB_STATE_LISTENER_RECONNECT_DELAY (seconds) otherwise; default 5,000 ms. */
+    reconnectDelayMs: positiveMs.optional(),
+    /** Cap of the exponential reconnect backoff after repeated failures (default 60,000 ms). */
+    maxReconnectDelayMs: positiveMs.optional(),
+    /** JOB_STATE_LISTENER_RECOVERY_INTERVAL (seconds) otherwise; default 60,000 ms. */
+    recoveryIntervalMs: positiveMs.optional(),
+    /** JOB_STATE_LISTENER_RECOVERY_WINDOW (hours) otherwise; default 24 h. */
+    recoveryWindowMs: positiveMs.optional(),
+    /**
+     * An instance none of whose LISTEN connections has existed for this long
+     * (database clock) is dead, and its queued steps are re-dispatched.
+     * Default: the reconnect delay + 5,000 ms.
+     */
+    deadAfterMs: z.number().int().min(100).optional(),
     /** PIPELINE_FANIN_POLICY, default 'all'. */
     fanInPolicy: z.enum(['all', 'any']).optional(),
     /** STAGE_API_URL, default http://localhost:8011. */
@@ -46,30 +55,53 @@ export const listenerOptionsSchema = z
     stageApiToken: z.string().min(1).optional(),
     /** Per-step timeout / rescue / retry policy. */
     stepOverrides: z.record(z.string(), stepOverride).optional(),
-    /** Bound on stage calls in flight (default 64). */
+    /** PIPELINE_MAX_IN_FLIGHT: bound on stage calls in flight, waits included (default 64). */
     maxInFlight: z.number().int().min(1).max(10_000).optional(),
-    /** Written on every dispatch log row (default host:pid:random). */
+    /** PIPELINE_INSTANCE_ID: written on every claimed row (default host:pid:random). */
     instanceId: z.string().min(1).max(200).optional(),
-    /** How often the LISTEN connection is checked with SELECT 1 (default 5000 ms). */
+    /** How often the LISTEN connection is checked, and instances' liveness read (default 5,000 ms). */
     livenessIntervalMs: z.number().int().min(50).optional(),
-    /** How long that check may take before the connection is treated as dead (default 3000 ms). */
+    /** How long that check may take before the connection is treated as dead (default 3,000 ms). */
     livenessTimeoutMs: z.number().int().min(10).optional(),
-    /** How long close() lets in-flight stage calls finish (default 10000 ms). */
+    /** How long close() lets calls already at a stage finish (default 10,000 ms). */
     closeGraceMs: z.number().int().min(0).optional(),
     /**
      * Several instances: how long an instance that does not own a subject waits before
      * claiming it itself (the owner claims at once). 0 = every instance claims at once.
-     * Default 2000 ms.
+     * Default 2,000 ms.
      */
     claimDelayMs: z.number().int().min(0).max(60_000).optional(),
     /** Size of the pool the plugin opens when the host has no @fastify/postgres (default 10). */
     poolMax: z.number().int().min(1).optional(),
     /** Environment to read instead of process.env (tests). */
     env: z.record(z.string(), z.string().optional()).optional(),
+    /** Deprecated: reconnectDelayMs (this one is in seconds). */
+    reconnectDelay: z.number().positive().finite().optional(),
+    /** Deprecated: maxReconnectDelayMs (this one is in seconds). */
+    maxReconnectDelay: z.number().positive().finite().optional(),
+    /** Deprecated: recoveryIntervalMs (this one is in seconds). */
+    recoveryInterval: z.number().positive().finite().optional(),
+    /** Deprecated: recoveryWindowMs (this one is in hours). */
+    recoveryWindow: z.number().positive().finite().optional(),
   })
   .strict();
 
 export type JobStateListenerOptions = z.input<typeof listenerOptionsSchema>;
+
+/** The options the environment gives (new names only). */
+export type EnvOptions = Pick<
+  JobStateListenerOptions,
+  | 'enabled'
+  | 'connectionString'
+  | 'reconnectDelayMs'
+  | 'recoveryIntervalMs'
+  | 'recoveryWindowMs'
+  | 'fanInPolicy'
+  | 'stageApiUrl'
+  | 'stageApiToken'
+  | 'instanceId'
+  | 'maxInFlight'
+>;
 
 export interface ResolvedConfig {
   enabled: boolean;
@@ -78,6 +110,7 @@ export interface ResolvedConfig {
   maxReconnectDelayMs: number;
   recoveryIntervalMs: number;
   recoveryWindowHours: number;
+  deadAfterMs: number;
   fanInPolicy: 'all' | 'any';
   stageApiUrl: string;
   stageApiToken: string | undefined;
@@ -89,31 +122,112 @@ export interface ResolvedConfig {
   closeGraceMs: number;
   poolMax: number;
   claimDelayMs: number;
+  /** Deprecation warnings to log at registration (old option names used). */
+  deprecations: string[];
 }
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-function envBool(env: Record<string, string | undefined>, name: string, dflt: boolean): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === '') return dflt;
-  const v = raw.trim().toLowerCase();
-  if (['true', '1', 'yes', 'on'].includes(v)) return true;
-  if (['false', '0', 'no', 'off'].includes(v)) return false;
-  throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(raw)}`);
+type Env = Record<string, string | undefined>;
+
+function raw(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
 }
 
-function envNumber(env: Record<string, string | undefined>, name: string, dflt: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new ConfigError(`${name} must be a positive number, got ${JSON.stringify(raw)}`);
+function envBool(env: Env, name: string): boolean | undefined {
+  const v = raw(env, name);
+  if (v === undefined) return undefined;
+  const l = v.toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(l)) return true;
+  if (['false', '0', 'no', 'off'].includes(l)) return false;
+  throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(env[name])}`);
+}
+
+/** A positive number of `unit`s in the variable, as milliseconds. */
+function envDurationMs(env: Env, name: string, unitMs: number): number | undefined {
+  const v = raw(env, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new ConfigError(`${name} must be a positive number, got ${JSON.stringify(env[name])}`);
+  }
+  return Math.max(1, Math.round(n * unitMs));
+}
+
+function envInt(env: Env, name: string, min: number, max: number): number | undefined {
+  const v = raw(env, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(env[name])}`);
+  }
   return n;
 }
 
-/** Validates the options and merges them over the environment. Throws ConfigError naming the bad option. */
+/**
+ * The plugin's options as the environment gives them (docs/configuration.md).
+ * The plugin reads the environment only through this function; options the
+ * host passes override what it returns. Throws ConfigError naming the
+ * variable when one is invalid.
+ */
+export function optionsFromEnv(env: Env = process.env): EnvOptions {
+  const out: EnvOptions = {};
+  const enabled = envBool(env, 'ENABLE_JOB_STATE_LISTENER');
+  if (enabled !== undefined) out.enabled = enabled;
+  const url = databaseUrlFromEnv(env as NodeJS.ProcessEnv);
+  if (url) out.connectionString = url;
+  const reconnect = envDurationMs(env, 'JOB_STATE_LISTENER_RECONNECT_DELAY', 1000);
+  if (reconnect !== undefined) out.reconnectDelayMs = reconnect;
+  const interval = envDurationMs(env, 'JOB_STATE_LISTENER_RECOVERY_INTERVAL', 1000);
+  if (interval !== undefined) out.recoveryIntervalMs = interval;
+  const window = envDurationMs(env, 'JOB_STATE_LISTENER_RECOVERY_WINDOW', 3_600_000);
+  if (window !== undefined) out.recoveryWindowMs = window;
+  const policy = raw(env, 'PIPELINE_FANIN_POLICY');
+  if (policy !== undefined) {
+    if (policy !== 'all' && policy !== 'any') {
+      throw new ConfigError(`PIPELINE_FANIN_POLICY must be 'all' or 'any', got ${JSON.stringify(policy)}`);
+    }
+    out.fanInPolicy = policy;
+  }
+  const stage = raw(env, 'STAGE_API_URL');
+  if (stage !== undefined) {
+    let ok = false;
+    try {
+      ok = /^https?:$/.test(new URL(stage).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new ConfigError(`STAGE_API_URL must be an http(s) URL, got ${JSON.stringify(stage)}`);
+    out.stageApiUrl = stage;
+  }
+  const token = raw(env, 'STAGE_API_TOKEN');
+  if (token !== undefined) out.stageApiToken = token;
+  const id = raw(env, 'PIPELINE_INSTANCE_ID');
+  if (id !== undefined) {
+    if (id.length > 200) throw new ConfigError('PIPELINE_INSTANCE_ID must be at most 200 characters');
+    out.instanceId = id;
+  }
+  const inFlight = envInt(env, 'PIPELINE_MAX_IN_FLIGHT', 1, 10_000);
+  if (inFlight !== undefined) out.maxInFlight = inFlight;
+  return out;
+}
+
+const DEPRECATED: Array<{
+  old: 'reconnectDelay' | 'maxReconnectDelay' | 'recoveryInterval' | 'recoveryWindow';
+  now: string;
+  unitMs: number;
+  unit: string;
+}> = [
+  { old: 'reconnectDelay', now: 'reconnectDelayMs', unitMs: 1000, unit: 'seconds' },
+  { old: 'maxReconnectDelay', now: 'maxReconnectDelayMs', unitMs: 1000, unit: 'seconds' },
+  { old: 'recoveryInterval', now: 'recoveryIntervalMs', unitMs: 1000, unit: 'seconds' },
+  { old: 'recoveryWindow', now: 'recoveryWindowMs', unitMs: 3_600_000, unit: 'hours' },
+];
+
+/** Validates the options and merges them over the environment and the defaults. Throws ConfigError naming the bad option. */
 export function resolveConfig(options: unknown): ResolvedConfig {
   const parsed = listenerOptionsSchema.safeParse(options ?? {});
   if (!parsed.success) {
@@ -127,47 +241,44 @@ export function resolveConfig(options: unknown): ResolvedConfig {
       .join('; ');
     throw new ConfigError(`@feedlyai/listener-plugin: invalid options: ${msg}`);
   }
-  const o = parsed.data;
-  const env = o.env ?? process.env;
+  const o = { ...parsed.data } as JobStateListenerOptions & Record<string, unknown>;
   for (const step of Object.keys(o.stepOverrides ?? {})) {
     if (!isStep(step)) throw new ConfigError(`@feedlyai/listener-plugin: option stepOverrides: unknown step ${step}`);
   }
+  const deprecations: string[] = [];
+  for (const d of DEPRECATED) {
+    const v = o[d.old];
+    if (v === undefined) continue;
+    deprecations.push(`option ${d.old} (${d.unit}) is deprecated: use ${d.now} (milliseconds)`);
+    if (o[d.now] === undefined) o[d.now] = Math.max(1, Math.round((v as number) * d.unitMs));
+  }
+  let env: EnvOptions;
   try {
-    const policyEnv = env.PIPELINE_FANIN_POLICY?.trim();
-    if (policyEnv && policyEnv !== 'all' && policyEnv !== 'any') {
-      throw new ConfigError(`PIPELINE_FANIN_POLICY must be 'all' or 'any', got ${JSON.stringify(policyEnv)}`);
-    }
-    const stageApiUrl = o.stageApiUrl ?? (env.STAGE_API_URL?.trim() || 'http://localhost:8011');
-    try {
-      new URL(stageApiUrl);
-    } catch {
-      throw new ConfigError(`STAGE_API_URL is not a URL: ${JSON.stringify(stageApiUrl)}`);
-    }
-    return {
-      enabled: o.enabled ?? envBool(env, 'ENABLE_JOB_STATE_LISTENER', true),
-      connectionString: o.connectionString ?? databaseUrlFromEnv(env as NodeJS.ProcessEnv),
-      reconnectDelayMs: Math.round(
-        (o.reconnectDelay ?? envNumber(env, 'JOB_STATE_LISTENER_RECONNECT_DELAY', 5)) * 1000,
-      ),
-      maxReconnectDelayMs: Math.round((o.maxReconnectDelay ?? 60) * 1000),
-      recoveryIntervalMs: Math.round(
-        (o.recoveryInterval ?? envNumber(env, 'JOB_STATE_LISTENER_RECOVERY_INTERVAL', 60)) * 1000,
-      ),
-      recoveryWindowHours: o.recoveryWindow ?? envNumber(env, 'JOB_STATE_LISTENER_RECOVERY_WINDOW', 24),
-      fanInPolicy: o.fanInPolicy ?? ((policyEnv as 'all' | 'any' | undefined) || 'all'),
-      stageApiUrl,
-      stageApiToken: o.stageApiToken ?? (env.STAGE_API_TOKEN?.trim() || undefined),
-      stepOverrides: (o.stepOverrides ?? {}) as StepPolicyOverrides,
-      maxInFlight: o.maxInFlight ?? 64,
-      instanceId: o.instanceId,
-      livenessIntervalMs: o.livenessIntervalMs ?? 5_000,
-      livenessTimeoutMs: o.livenessTimeoutMs ?? 3_000,
-      closeGraceMs: o.closeGraceMs ?? 10_000,
-      poolMax: o.poolMax ?? 10,
-      claimDelayMs: o.claimDelayMs ?? 2000,
-    };
+    env = optionsFromEnv((o.env as Env | undefined) ?? process.env);
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`@feedlyai/listener-plugin: ${err.message}`);
     throw err;
   }
+  const reconnectDelayMs = o.reconnectDelayMs ?? env.reconnectDelayMs ?? 5_000;
+  return {
+    enabled: o.enabled ?? env.enabled ?? true,
+    connectionString: o.connectionString ?? env.connectionString,
+    reconnectDelayMs,
+    maxReconnectDelayMs: o.maxReconnectDelayMs ?? 60_000,
+    recoveryIntervalMs: o.recoveryIntervalMs ?? env.recoveryIntervalMs ?? 60_000,
+    recoveryWindowHours: (o.recoveryWindowMs ?? env.recoveryWindowMs ?? 24 * 3_600_000) / 3_600_000,
+    deadAfterMs: o.deadAfterMs ?? reconnectDelayMs + 5_000,
+    fanInPolicy: o.fanInPolicy ?? env.fanInPolicy ?? 'all',
+    stageApiUrl: o.stageApiUrl ?? env.stageApiUrl ?? 'http://localhost:8011',
+    stageApiToken: o.stageApiToken ?? env.stageApiToken,
+    stepOverrides: (o.stepOverrides ?? {}) as StepPolicyOverrides,
+    maxInFlight: o.maxInFlight ?? env.maxInFlight ?? 64,
+    instanceId: o.instanceId ?? env.instanceId,
+    livenessIntervalMs: o.livenessIntervalMs ?? 5_000,
+    livenessTimeoutMs: o.livenessTimeoutMs ?? 3_000,
+    closeGraceMs: o.closeGraceMs ?? 10_000,
+    poolMax: o.poolMax ?? 10,
+    claimDelayMs: o.claimDelayMs ?? 2_000,
+    deprecations,
+  };
 }

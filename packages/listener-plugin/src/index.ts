@@ -1,7 +1,9 @@
 export { default, jobStateListener, type JobStateListener, type JobStateListenerStatus } from './plugin.js';
 export {
   ConfigError,
+  type EnvOptions,
   type JobStateListenerOptions,
+  optionsFromEnv,
   listenerOptionsSchema,
   type ResolvedConfig,
   resolveConfig,

@@ -2,13 +2,18 @@
  * The dedicated LISTEN connection: one pg.Client (never from the pool) with
  * application_name 'job_state_listener', LISTENing on both channels. On error
  * or end it is released and re-made after the reconnect delay with jitter
- * (capped exponential backoff after repeated failures); after every
- * (re)connect `onConnected` runs (the recovery sweep). A periodic query with
- * a timeout notices a connection that died silently; the same query lists the
- * live `job_state_listener` connections of this database (`onPeers`), from
- * which the engine decides which instance claims a subject first.
+ * (capped exponential backoff after repeated failures).
+ *
+ * After every (re)connect the instance registers the connection's backend pid
+ * (docs/healing.md, "who claimed what"), then `onConnected` runs (the recovery
+ * sweep). A periodic check with a timeout notices a connection that died
+ * silently; the same statement lists the live `job_state_listener`
+ * connections of this database (`onPeers`, from which the engine decides
+ * which instance claims a subject first), stamps the instances whose
+ * connection is gone, and reports the dead ones (`onInstances`).
  */
-import type { EngineLogger } from '@feedlyai/pipeline-core';
+import { hostname } from 'node:os';
+import { type EngineLogger, observeInstances, registerInstance } from '@feedlyai/pipeline-core';
 import pg from 'pg';
 
 export const VARIANT_CHANNEL = 'job_variant_state_changed';
@@ -30,15 +35,18 @@ export interface ListenConnectionOptions {
   onLost?: (err: unknown) => void;
   /** This connection's backend pid and the pids of every listener connection on the database. */
   onPeers?: (self: number, pids: number[]) => void;
+  /** The instance id this connection registers under (pipeline_instances). */
+  instanceId: string;
+  /** An instance lost for longer than this (database clock) is dead. */
+  deadAfterMs: number;
+  /** The instances found dead by the liveness check. */
+  onInstances?: (o: { dead: string[]; live: string[] }) => void;
+  /** Registered after a (re)connect, before onConnected. */
+  onRegistered?: () => void | Promise<void>;
 }
 
 /** Extra peer checks after each (re)connect, ms. */
 const PEER_FOLLOW_UPS_MS = [250, 1000];
-
-const PEERS_SQL = `SELECT pg_backend_pid() AS self,
-        coalesce(array_agg(pid ORDER BY pid), '{}') AS pids
-   FROM pg_stat_activity
-  WHERE application_name = '${APPLICATION_NAME}' AND datname = current_database()`;
 
 export class ListenConnection {
   private client: pg.Client | null = null;
@@ -95,6 +103,13 @@ export class ListenConnection {
       this.o.log.info({ channel: VARIANT_CHANNEL }, `LISTEN '${VARIANT_CHANNEL}' started`);
       await client.query(`LISTEN ${JOB_CHANNEL}`);
       this.o.log.info({ channel: JOB_CHANNEL }, `LISTEN '${JOB_CHANNEL}' started`);
+      const reg = await registerInstance(client, { instanceId: this.o.instanceId, host: hostname(), pid: process.pid });
+      if (reg.conflict) {
+        this.o.log.error(
+          { instance_id: this.o.instanceId, other_host: reg.conflict.host, other_pid: reg.conflict.pid },
+          'listener error: another live process is registered under the same instance id; give every instance its own PIPELINE_INSTANCE_ID',
+        );
+      }
       await this.checkPeers(client);
     } catch (err) {
       this.lost(client, err);
@@ -110,9 +125,10 @@ export class ListenConnection {
     this.failures = 0;
     this.connectedAt = new Date();
     this.startLiveness(client);
-    this.o.log.info({ reconnect }, 'listener started');
+    this.o.log.info({ reconnect, instance_id: this.o.instanceId }, 'listener started');
     // Not awaited here (a reconnect must not wait behind it); start() awaits the first one.
     this.afterConnect = Promise.resolve()
+      .then(() => this.o.onRegistered?.())
       .then(() => this.o.onConnected(reconnect))
       .catch(() => {});
   }
@@ -170,11 +186,12 @@ export class ListenConnection {
     );
   }
 
-  /** The liveness query: also reports the live listener connections (peers). */
+  /** The liveness query: also reports the live listener connections (peers) and the dead instances. */
   private async checkPeers(client: pg.Client): Promise<void> {
-    const r = await client.query<{ self: number; pids: number[] }>(PEERS_SQL);
-    const row = r.rows[0];
-    if (row && this.client === client) this.o.onPeers?.(row.self, row.pids.map(Number));
+    const o = await observeInstances(client, this.o.deadAfterMs);
+    if (this.client !== client) return;
+    this.o.onPeers?.(o.self, o.pids);
+    this.o.onInstances?.({ dead: o.dead, live: o.live });
   }
 
   private stopLiveness(): void {

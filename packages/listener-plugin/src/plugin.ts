@@ -6,6 +6,7 @@
  */
 import {
   createPipelineEngine,
+  deregisterInstance,
   type EngineEvents,
   type EngineLogger,
   type EngineStatus,
@@ -84,6 +85,7 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
   }
   const cfg = resolveConfig(options);
   const log = fastify.log.child({ component: 'job_state_listener' }) as unknown as EngineLogger;
+  for (const d of cfg.deprecations) log.warn({ deprecated: true }, `@feedlyai/listener-plugin: ${d}`);
 
   if (!cfg.enabled) {
     fastify.decorate('jobStateListener', disabledListener());
@@ -119,6 +121,7 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       maxInFlight: cfg.maxInFlight,
       stepOverrides: cfg.stepOverrides,
       claimDelayMs: cfg.claimDelayMs,
+      deadAfterMs: cfg.deadAfterMs,
     });
   } catch (err) {
     await ownPool?.end().catch(() => {});
@@ -126,7 +129,7 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
   }
 
   const runRecovery = (why: string): Promise<RecoverResult | undefined> =>
-    engine.recover().catch((err: unknown) => {
+    engine.recover(why === 'periodic' ? {} : { fresh: true }).catch((err: unknown) => {
       log.error({ err: (err as Error).message, why }, 'listener error: recovery failed');
       return undefined;
     });
@@ -150,8 +153,13 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
     // The pool's idle connections share the LISTEN connection's network path: a path that died
     // silently would leave them hanging until query_timeout, so the plugin's own pool drops them.
     onLost: () => {
+      void engine.setListenerConnected(false);
       if (ownPool) void dropIdleConnections(ownPool);
     },
+    instanceId: engine.instanceId,
+    deadAfterMs: cfg.deadAfterMs,
+    onRegistered: () => engine.setListenerConnected(true),
+    onInstances: (o) => engine.onInstances(o),
     onPeers: (self, pids) => engine.setPeers(String(self), pids.map(String)),
     // Awaited: `fastify.ready()` resolves once the startup sweep has run.
     onConnected: async (reconnect) => {
@@ -169,7 +177,7 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       const s = engine.status();
       return { ...s, enabled: true, connected: connection.isConnected, reconnects: connection.reconnects };
     },
-    recover: (scope) => engine.recover(scope),
+    recover: (scope) => engine.recover({ ...scope, fresh: true }),
     on: (event, listener) => {
       (engine as unknown as NodeJS.EventEmitter).on(event, listener as (...a: unknown[]) => void);
       return api;
@@ -191,6 +199,8 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
         fan_in_policy: cfg.fanInPolicy,
         recovery_interval_ms: cfg.recoveryIntervalMs,
         recovery_window_hours: cfg.recoveryWindowHours,
+        dead_after_ms: cfg.deadAfterMs,
+        max_in_flight: cfg.maxInFlight,
       },
       'job state listener starting',
     );
@@ -229,6 +239,12 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
     if (scheduler?.existsById(RECOVERY_JOB_ID)) scheduler.removeById(RECOVERY_JOB_ID);
     await connection.stop();
     await engine.close({ graceMs: cfg.closeGraceMs });
+    // A clean stop: peers re-dispatch what this instance leaves queued at once, not after deadAfterMs.
+    if (started) {
+      await deregisterInstance(pool, engine.instanceId).catch((err: unknown) =>
+        log.warn({ err: (err as Error).message }, 'could not remove the instance registration'),
+      );
+    }
     if (ownPool) await ownPool.end().catch(() => {});
     if (started) log.info({ instance_id: engine.instanceId }, 'job state listener stopped');
   });

@@ -17,7 +17,7 @@ t.test('4 instances, 200 variants: every (variant, step) once, job-level steps o
   const apps = await buildApps(t, 4, 'instance', {
     connectionString: db.url,
     stageApiUrl: stage.url,
-    recoveryInterval: 1,
+    recoveryIntervalMs: 1000,
     poolMax: 4,
   });
   await waitFor(() => apps.every((a) => a.jobStateListener.status().connected), { timeoutMs: 30_000 });

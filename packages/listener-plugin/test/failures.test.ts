@@ -118,13 +118,13 @@ t.test('policy any: the job goes on with the variants that succeeded; fails when
   t.equal(stage.calls('ad_copy_gen_kor', all.jobId).length, 0);
 });
 
-t.test('400 and 404 are not retried: the step fails and is given up at once', async (t) => {
+t.test('400 and 422 (bad input) are not retried: the step fails and is given up at once', async (t) => {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
   const { app } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, stepOverrides: overrides });
   t.teardown(() => app.close());
   await waitFor(() => app.jobStateListener.status().connected, { timeoutMs: 30_000 });
-  for (const status of [400, 404]) {
+  for (const status of [400, 422]) {
     const s = await seedJob(db.pool, { variants: 1 });
     stage.script('yolo_detect', [{ status }], { subject: s.variantIds[0] });
     await markImgGenDone(db.pool, s.variantIds);

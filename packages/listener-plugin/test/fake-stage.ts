@@ -24,6 +24,10 @@ export interface Behaviour {
   retryAfter?: string;
   /** Drop the connection without an answer (before start). */
   drop?: boolean;
+  /** 5xx only: false answers without touching the database (the stage recorded nothing). Default true. */
+  record?: boolean;
+  /** With a 404: the body's code (the stage's 404 for a missing job says "job_not_found"). */
+  code?: string;
 }
 
 export interface RecordedRequest {
@@ -36,6 +40,8 @@ export interface RecordedRequest {
   authorization: string | undefined;
   /** performance.now() when the request arrived. */
   at: number;
+  /** The x-pipeline-timeout-ms header as received. */
+  timeoutHeader: string | undefined;
   /** Status answered (undefined while hanging). */
   status?: number;
 }
@@ -53,6 +59,10 @@ export interface FakeStage {
   /** Finish a hung request of this subject now, as the stage would: finish done with its attempt. Returns whether the finish was accepted. */
   finishHung(subjectId: string, outcome?: 'done' | 'failed'): Promise<boolean>;
   onRequest?: (r: RecordedRequest) => void;
+  /** Stops listening (connections are refused) until up(). */
+  down(): Promise<void>;
+  /** Listens again on the same port. */
+  up(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -83,6 +93,19 @@ export async function startFakeStage(pool: pg.Pool, opts: { token?: string } = {
     res.end(JSON.stringify(body));
   };
 
+  /** A stage answers only after its finish is written: retried while the database is away (up to 30 s). */
+  async function persist(write: () => Promise<boolean>): Promise<boolean> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        return await write();
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const at = performance.now();
     const chunks: Buffer[] = [];
@@ -104,6 +127,7 @@ export async function startFakeStage(pool: pg.Pool, opts: { token?: string } = {
       attempt: body.attempt,
       authorization: req.headers.authorization,
       at,
+      timeoutHeader: req.headers['x-pipeline-timeout-ms'] as string | undefined,
     };
     requests.push(rec);
     fake.onRequest?.(rec);
@@ -122,16 +146,22 @@ export async function startFakeStage(pool: pg.Pool, opts: { token?: string } = {
     if (status === 429 || status === 503) {
       return answer(res, rec, status, { error: 'busy' }, b.retryAfter ? { 'retry-after': b.retryAfter } : {});
     }
-    if (status >= 400 && status < 500) return answer(res, rec, status, { error: `scripted ${status}` });
+    if (status >= 400 && status < 500) {
+      return answer(res, rec, status, { error: `scripted ${status}`, ...(b.code ? { code: b.code } : {}) });
+    }
+    if (status >= 500 && b.record === false)
+      return answer(res, rec, status, { error: `scripted ${status}, nothing recorded` });
     const subject = { step, jobId: body.job_id, jobVariantsId: body.job_variants_id, attempt: body.attempt };
     let started: Awaited<ReturnType<typeof stageStart>>;
     try {
       started = await stageStart(pool, subject);
     } catch (err) {
-      return answer(res, rec, 400, { error: (err as Error).message });
+      // The database is away (a test restarts it): nothing was started, as far as we know.
+      return answer(res, rec, 503, { error: `database unavailable: ${(err as Error).message}` });
     }
     if (!started.started) {
-      return answer(res, rec, started.state ? 409 : 404, { error: 'not ready', state: started.state });
+      if (!started.state) return answer(res, rec, 404, { error: 'no such job', code: 'job_not_found' });
+      return answer(res, rec, 409, { error: 'not ready', state: started.state });
     }
     if (b.hang) {
       hung.set(body.job_variants_id ?? body.job_id, {
@@ -146,10 +176,10 @@ export async function startFakeStage(pool: pg.Pool, opts: { token?: string } = {
     if (b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
     const finish = { step, jobId: body.job_id, jobVariantsId: body.job_variants_id, attempt: started.attempt };
     if (status >= 500) {
-      await stageFinishFailed(pool, { ...finish, error: `scripted failure ${status}` });
+      await persist(() => stageFinishFailed(pool, { ...finish, error: `scripted failure ${status}` }));
       return answer(res, rec, status, { error: `scripted failure ${status}` });
     }
-    const ok = await stageFinishDone(pool, finish);
+    const ok = await persist(() => stageFinishDone(pool, finish));
     return answer(res, rec, ok ? 200 : 409, { ok, step, attempt: started.attempt });
   }
 
@@ -164,6 +194,7 @@ export async function startFakeStage(pool: pg.Pool, opts: { token?: string } = {
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
+  let listening = true;
 
   const fake: FakeStage = {
     url: `http://127.0.0.1:${port}`,
@@ -182,11 +213,23 @@ export async function startFakeStage(pool: pg.Pool, opts: { token?: string } = {
       answer(h.res, null, ok ? 200 : 409, { ok });
       return ok;
     },
+    down: async () => {
+      if (!listening) return;
+      listening = false;
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+    up: async () => {
+      if (listening) return;
+      await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+      listening = true;
+    },
     close: async () => {
       for (const h of hung.values()) h.res.destroy();
       hung.clear();
       server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      if (listening) await new Promise<void>((r) => server.close(() => r()));
+      listening = false;
     },
   };
   return fake;

@@ -15,9 +15,9 @@ export async function testDb(): Promise<TestDatabase> {
 
 /** Short timings so tests run fast (still generous against a busy machine). */
 export const FAST: JobStateListenerOptions = {
-  reconnectDelay: 0.1,
-  maxReconnectDelay: 1,
-  recoveryInterval: 0.5,
+  reconnectDelayMs: 100,
+  maxReconnectDelayMs: 1_000,
+  recoveryIntervalMs: 500,
   livenessIntervalMs: 500,
   livenessTimeoutMs: 2_000,
   closeGraceMs: 2_000,

@@ -18,7 +18,7 @@ t.test(`UPDATE (planner,'done') -> overlay request at the stage, ${samples} seri
   t.teardown(() => stage.close());
   // The stage answers 409 at once without touching the row, so every sample starts from the same state.
   stage.script('overlay', [{ status: 409 }], { repeat: true });
-  const { app } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryInterval: 3600 });
+  const { app } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryIntervalMs: 3_600_000 });
   t.teardown(() => app.close());
   await app.ready();
   // Quiet logs: the benchmark measures the engine, not the log sink.

@@ -33,7 +33,7 @@ t.test('nothing is left open after close(): connections, timers, sockets', async
   t.teardown(() => stage.close());
   await db.pool.query('SELECT 1');
   const before = resources();
-  const { app } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryInterval: 0.2 });
+  const { app } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryIntervalMs: 200 });
   await waitFor(() => app.jobStateListener.status().connected, { timeoutMs: 30_000 });
   const s = await seedJob(db.pool, { variants: 2 });
   await markImgGenDone(db.pool, s.variantIds);
@@ -72,6 +72,7 @@ t.test('ENABLE_JOB_STATE_LISTENER=false: registers, opens nothing, says so', asy
 
 t.test('invalid options fail registration with a message naming the option', async (t) => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ reconnectDelayMs: -1 }, /option reconnectDelayMs/],
     [{ reconnectDelay: -1 }, /option reconnectDelay/],
     [{ fanInPolicy: 'some' }, /option fanInPolicy/],
     [{ stageApiUrl: 'ftp://x' }, /option stageApiUrl/],
@@ -114,7 +115,7 @@ t.test('environment variables are read, options override them', async (t) => {
       STAGE_API_URL: 'http://stage:9000',
       STAGE_API_TOKEN: 'tok',
     },
-    recoveryInterval: 0.25,
+    recoveryIntervalMs: 250,
   });
   t.match(c, {
     enabled: true,

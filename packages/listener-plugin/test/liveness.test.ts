@@ -59,10 +59,10 @@ t.test('a silently dead LISTEN connection is detected by the liveness query and 
   const { app, logs } = await buildApp({
     connectionString: proxy.url,
     stageApiUrl: stage.url,
-    recoveryInterval: 3600,
+    recoveryIntervalMs: 3_600_000,
     livenessIntervalMs: 200,
     livenessTimeoutMs: 500,
-    reconnectDelay: 0.2,
+    reconnectDelayMs: 200,
   });
   t.teardown(() => app.close());
   await waitFor(() => app.jobStateListener.status().connected, { timeoutMs: 30_000 });

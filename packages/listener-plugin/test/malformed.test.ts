@@ -11,7 +11,11 @@ t.test(
   async (t) => {
     const stage = await startFakeStage(db.pool);
     t.teardown(() => stage.close());
-    const { app, logs } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryInterval: 3600 });
+    const { app, logs } = await buildApp({
+      connectionString: db.url,
+      stageApiUrl: stage.url,
+      recoveryIntervalMs: 3_600_000,
+    });
     t.teardown(() => app.close());
     await waitFor(() => app.jobStateListener.status().connected, { timeoutMs: 30_000 });
     const ghost = '11111111-1111-4111-8111-111111111111';

@@ -18,7 +18,7 @@ t.test('3 instances share the claims: each sees the others, defers what it does 
   const apps = await buildApps(t, 3, 'owner', {
     connectionString: db.url,
     stageApiUrl: stage.url,
-    recoveryInterval: 3600,
+    recoveryIntervalMs: 3_600_000,
     livenessIntervalMs: 200,
   });
   await waitFor(() => apps.every((a) => a.jobStateListener.status().peers === 3), {
@@ -65,7 +65,7 @@ t.test(
       connectionString: db.url,
       stageApiUrl: stage.url,
       instanceId: 'survivor',
-      recoveryInterval: 3600,
+      recoveryIntervalMs: 3_600_000,
       claimDelayMs: 100,
     });
     t.teardown(() => app.close());
@@ -91,7 +91,7 @@ t.test('claimDelayMs 0: every instance claims at once (the guarded UPDATE alone 
   const apps = await buildApps(t, 2, 'eager', {
     connectionString: db.url,
     stageApiUrl: stage.url,
-    recoveryInterval: 3600,
+    recoveryIntervalMs: 3_600_000,
     claimDelayMs: 0,
   });
   await waitFor(() => apps.every((a) => a.jobStateListener.status().peers === 2), { timeoutMs: 30_000 });
@@ -123,7 +123,7 @@ t.test(
       connectionString: db.url,
       stageApiUrl: stage.url,
       instanceId: 'heir',
-      recoveryInterval: 3600,
+      recoveryIntervalMs: 3_600_000,
       livenessIntervalMs: 200,
       claimDelayMs: 60_000,
     });

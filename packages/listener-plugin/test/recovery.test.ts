@@ -37,8 +37,8 @@ t.test(
     const { app, logs } = await buildApp({
       connectionString: db.url,
       stageApiUrl: stage.url,
-      recoveryInterval: 3600,
-      reconnectDelay: 0.5,
+      recoveryIntervalMs: 3_600_000,
+      reconnectDelayMs: 500,
     });
     t.teardown(() => app.close());
     await waitFor(() => app.jobStateListener.status().connected, { timeoutMs: 30_000 });
@@ -67,13 +67,13 @@ t.test(
 t.test('plugin stopped while transitions happen, then started: the startup sweep dispatches them', async (t) => {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
-  const first = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryInterval: 3600 });
+  const first = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryIntervalMs: 3_600_000 });
   await waitFor(() => first.app.jobStateListener.status().connected, { timeoutMs: 30_000 });
   await first.app.close();
   const s = await seedJob(db.pool, { variants: 3 });
   await markImgGenDone(db.pool, s.variantIds);
   t.equal(stage.requests.length, 0, 'nothing dispatched while stopped');
-  const second = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryInterval: 3600 });
+  const second = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryIntervalMs: 3_600_000 });
   t.teardown(() => second.app.close());
   // ready() resolved after the startup sweep: the three successors are already claimed.
   const claimedAtReady = await db.pool.query(
@@ -94,7 +94,7 @@ t.test('plugin stopped while transitions happen, then started: the startup sweep
 t.test('a transition whose notification never came is picked up by the periodic recovery', async (t) => {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
-  const { app, logs } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryInterval: 0.5 });
+  const { app, logs } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryIntervalMs: 500 });
   t.teardown(() => app.close());
   // The startup sweep has finished: what follows can only be found by the periodic one.
   await waitFor(() => logs.some((l) => l.msg === 'recovery check'), { timeoutMs: 30_000 });
@@ -136,8 +136,8 @@ t.test('recovery window: old unfinished rows are not dispatched, recent ones are
   const { app } = await buildApp({
     connectionString: db.url,
     stageApiUrl: stage.url,
-    recoveryInterval: 0.3,
-    recoveryWindow: 24,
+    recoveryIntervalMs: 300,
+    recoveryWindowMs: 86_400_000,
   });
   t.teardown(() => app.close());
   await waitFor(() => (app.jobStateListener.status().recoveryRuns ?? 0) >= 4, {
@@ -155,7 +155,11 @@ t.test("a job_state_changed event recovers that job's lagging variants at once",
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
   // No periodic sweep: only the job channel can find the lagging variant.
-  const { app, logs } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryInterval: 3600 });
+  const { app, logs } = await buildApp({
+    connectionString: db.url,
+    stageApiUrl: stage.url,
+    recoveryIntervalMs: 3_600_000,
+  });
   t.teardown(() => app.close());
   // The startup sweep has finished (its 'recovery check' line), so only the job channel is left.
   await waitFor(() => logs.some((l) => l.msg === 'recovery check'), { timeoutMs: 30_000 });

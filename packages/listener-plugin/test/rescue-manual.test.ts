@@ -18,7 +18,7 @@ t.test('a stuck step is rescued as a new attempt, and the old attempt’s late c
   const { app, logs } = await buildApp({
     connectionString: db.url,
     stageApiUrl: stage.url,
-    recoveryInterval: 0.3,
+    recoveryIntervalMs: 300,
     stepOverrides: { overlay: { timeoutMs: 1_500, rescueAfterMs: 2_500 } },
   });
   t.teardown(() => app.close());
@@ -56,7 +56,7 @@ t.test('a step stuck at its attempt limit is timed out and given up instead of r
   const { app } = await buildApp({
     connectionString: db.url,
     stageApiUrl: stage.url,
-    recoveryInterval: 0.3,
+    recoveryIntervalMs: 300,
     stepOverrides: { planner: { timeoutMs: 200, rescueAfterMs: 600, retry: { maxAttempts: 1 } } },
   });
   t.teardown(() => app.close());
@@ -75,7 +75,7 @@ t.test('retryJob re-queues a failed job from its failed step and the listener di
   const { app } = await buildApp({
     connectionString: db.url,
     stageApiUrl: stage.url,
-    recoveryInterval: 3600,
+    recoveryIntervalMs: 3_600_000,
     stepOverrides: { planner: { retry: { maxAttempts: 2, backoffBaseMs: 50 } } },
   });
   t.teardown(() => app.close());
@@ -109,7 +109,7 @@ t.test('retryJob re-queues a failed job from its failed step and the listener di
 t.test('cancelJob: nothing further is dispatched, even when a running step finishes', async (t) => {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
-  const { app } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryInterval: 0.3 });
+  const { app } = await buildApp({ connectionString: db.url, stageApiUrl: stage.url, recoveryIntervalMs: 300 });
   t.teardown(() => app.close());
   await waitFor(() => app.jobStateListener.status().connected, { timeoutMs: 30_000 });
   const s = await seedJob(db.pool, { variants: 2 });

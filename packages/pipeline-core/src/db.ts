@@ -23,17 +23,30 @@ export function databaseUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string
 /** Runs `fn` in a transaction on one pooled connection; rolls back on error. */
 export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A connection that dies while checked out emits 'error' on the client; without a listener
+  // that event would end the process. The failed query rejects anyway, which is what we act on.
+  const onError = () => {};
+  client.on('error', onError);
+  let out: T;
   try {
     await client.query('BEGIN');
-    const out = await fn(client);
+    out = await fn(client);
     await client.query('COMMIT');
-    return out;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
+    client.off('error', onError);
+    client.release(err instanceof Error ? isBroken(err) : false);
     throw err;
-  } finally {
-    client.release();
   }
+  client.off('error', onError);
+  client.release();
+  return out;
+}
+
+/** A connection that failed this way cannot be reused. */
+function isBroken(err: Error): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  return /^08|^57P0/.test(code) || /Connection terminated|connection.*(ended|closed)/i.test(err.message);
 }
 
 /** A URL safe to log: the password replaced by `***`. */

@@ -10,7 +10,9 @@ export * from './sql/subject.js';
 export * from './sql/claimVariant.js';
 export * from './sql/claimFanIn.js';
 export * from './sql/claimJobNext.js';
-export * from './sql/claimRequested.js';
+export * from './sql/redispatchStep.js';
+export * from './sql/readSubject.js';
+export * from './sql/instances.js';
 export * from './sql/retryStep.js';
 export * from './sql/rescueStep.js';
 export * from './sql/giveUp.js';
@@ -22,5 +24,18 @@ export * from './sql/retryFailedJobs.js';
 export * from './notifications.js';
 export * from './semaphore.js';
 export * from './logger.js';
-export * from './dispatcher.js';
+export { parseRetryAfter, DEADLINE_HEADER, StageClient, type StageCall } from './engine/stage-client.js';
+export {
+  decide,
+  targetStep,
+  type Decision,
+  type DecideContext,
+  type RowFacts,
+  type WaitReason,
+} from './engine/decide.js';
+export { classifyAnswer, needsReread, isJobNotFound, type AnswerAction, type StageAnswer } from './engine/answers.js';
+export { CircuitBreaker, type CircuitState, type BreakerOptions } from './engine/breaker.js';
+export type { CircuitSnapshot } from './engine/circuits.js';
+export { isConnectionError } from './engine/durable.js';
+export { DEADLINE_GRACE_MS } from './engine/dispatch.js';
 export * from './engine.js';

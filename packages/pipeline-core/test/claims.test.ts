@@ -236,28 +236,32 @@ t.test('retry is guarded by the attempt read and the limit; give up fails the jo
   t.ok(vr.rows[0].dispatch_requested_at, 'dispatch requested for the listener');
 });
 
-t.test('rescue: only stale rows, fenced by attempt; the late finish of the old attempt is refused', async (t) => {
-  const s = await seedJob(db.pool, { variants: 1, variantStep: 'overlay', variantStatus: 'queued' });
-  const id = s.variantIds[0]!;
-  const st = await stageStart(db.pool, { step: 'overlay', jobId: s.jobId, jobVariantsId: id, attempt: 1 });
-  t.ok(st.started);
-  const subject = { jobId: s.jobId, jobVariantsId: id, step: 'overlay' as const };
-  t.equal(
-    await rescueStep(db.pool, { ...subject, attempt: 1, rescueAfterMs: 60_000, maxAttempts: 3, instanceId: I }),
-    null,
-    'not stale yet',
-  );
-  await db.pool.query(`UPDATE jobs_variants SET updated_at = now() - interval '2 minutes' WHERE job_variants_id = $1`, [
-    id,
-  ]);
-  const r = await rescueStep(db.pool, { ...subject, attempt: 1, rescueAfterMs: 60_000, maxAttempts: 3, instanceId: I });
-  t.match(r, { attempt: 2, trigger: 'rescue' });
-  t.notOk(
-    await stageFinishDone(db.pool, { step: 'overlay', jobId: s.jobId, jobVariantsId: id, attempt: 1 }),
-    'late finish of attempt 1 refused',
-  );
-  t.match(await variantState(db.pool, id), { status: 'queued', attempt: 2 });
-});
+t.test(
+  'rescue: only running rows past their deadline, fenced by attempt; the late finish of the old attempt is refused',
+  async (t) => {
+    const s = await seedJob(db.pool, { variants: 1, variantStep: 'overlay', variantStatus: 'queued' });
+    const id = s.variantIds[0]!;
+    const st = await stageStart(db.pool, { step: 'overlay', jobId: s.jobId, jobVariantsId: id, attempt: 1 });
+    t.ok(st.started);
+    const subject = { jobId: s.jobId, jobVariantsId: id, step: 'overlay' as const };
+    t.equal(
+      await rescueStep(db.pool, { ...subject, attempt: 1, olderThanMs: 60_000, maxAttempts: 3, instanceId: I }),
+      null,
+      'not past its deadline yet',
+    );
+    await db.pool.query(
+      `UPDATE jobs_variants SET updated_at = now() - interval '2 minutes' WHERE job_variants_id = $1`,
+      [id],
+    );
+    const r = await rescueStep(db.pool, { ...subject, attempt: 1, olderThanMs: 60_000, maxAttempts: 3, instanceId: I });
+    t.match(r, { attempt: 2, trigger: 'rescue' });
+    t.notOk(
+      await stageFinishDone(db.pool, { step: 'overlay', jobId: s.jobId, jobVariantsId: id, attempt: 1 }),
+      'late finish of attempt 1 refused',
+    );
+    t.match(await variantState(db.pool, id), { status: 'queued', attempt: 2 });
+  },
+);
 
 t.test('retryJob and cancelJob validate their input', async (t) => {
   const s = await seedJob(db.pool, { variants: 1 });

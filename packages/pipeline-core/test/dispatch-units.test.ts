@@ -1,6 +1,6 @@
 // Pure pieces of the dispatcher and the notification boundary (no database needed).
 import t from 'tap';
-import { parseRetryAfter } from '../src/dispatcher.js';
+import { parseRetryAfter } from '../src/engine/stage-client.js';
 import { parseJobNotification, parseVariantNotification } from '../src/notifications.js';
 import { Semaphore, sleep } from '../src/semaphore.js';
 

@@ -77,5 +77,11 @@ DROP INDEX IF EXISTS jobs_variants_actionable_idx;
 
 CREATE INDEX IF NOT EXISTS jobs_variants_queued_claimer_idx ON jobs_variants (claimed_by)
   WHERE status = 'queued' AND current_step NOT IN ('user_img_input', 'img_gen');
-CREATE INDEX IF NOT EXISTS jobs_queued_claimer_idx ON jobs (claimed_by) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_queued_claimer_idx ON jobs (claimed_by)
+  WHERE status = 'queued' AND current_step IN ('ad_copy_gen_kor', 'instagram_feed_gen');
+
+-- The job-level recovery scan: only jobs in the job-level phase that are not finished.
+CREATE INDEX IF NOT EXISTS jobs_job_phase_recovery_idx ON jobs (updated_at, job_id)
+  WHERE failure_reason IS NULL AND current_step IN ('ad_copy_gen_kor', 'instagram_feed_gen')
+    AND NOT (current_step = 'instagram_feed_gen' AND status = 'done');
 `;

@@ -32,7 +32,7 @@ export async function claimFanIn(db: Queryable, a: ClaimFanInArgs): Promise<Clai
     `WITH claimed AS (
        UPDATE jobs j
           SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
-              dispatch_requested_at = NULL
+              dispatch_requested_at = NULL, claimed_by = $5
         WHERE j.job_id = $1
           AND j.failure_reason IS NULL
           AND j.current_step NOT IN ('ad_copy_gen_kor', 'instagram_feed_gen')
@@ -40,7 +40,7 @@ export async function claimFanIn(db: Queryable, a: ClaimFanInArgs): Promise<Clai
                        WHERE v.job_id = j.job_id AND v.current_step = '${FAN_IN_FROM}' AND v.status = 'done')
           AND NOT EXISTS (SELECT 1 FROM jobs_variants v
                            WHERE v.job_id = j.job_id AND NOT ${variantFinishedSql('$3::text')})
-        RETURNING j.job_id, j.tenant_id, NULL::uuid AS job_variants_id, j.attempt
+        RETURNING j.job_id, j.tenant_id, NULL::uuid AS job_variants_id, j.attempt, j.attempt_base
      )${logClaim(2, 4, 5)}`,
     [a.jobId, FAN_IN_TO, a.policy, a.trigger, a.instanceId],
   );

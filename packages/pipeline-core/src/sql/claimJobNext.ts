@@ -22,9 +22,9 @@ export async function claimJobNext(db: Queryable, a: ClaimJobNextArgs): Promise<
     `WITH claimed AS (
        UPDATE jobs j
           SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
-              dispatch_requested_at = NULL
+              dispatch_requested_at = NULL, claimed_by = $5
         WHERE j.job_id = $1 AND j.current_step = $3 AND j.status = 'done' AND j.failure_reason IS NULL
-        RETURNING j.job_id, j.tenant_id, NULL::uuid AS job_variants_id, j.attempt
+        RETURNING j.job_id, j.tenant_id, NULL::uuid AS job_variants_id, j.attempt, j.attempt_base
      )${logClaim(2, 4, 5)}`,
     [a.jobId, next, a.prev, a.trigger, a.instanceId],
   );

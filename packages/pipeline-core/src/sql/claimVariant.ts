@@ -30,12 +30,12 @@ export async function claimVariant(db: Queryable, a: ClaimVariantArgs): Promise<
     `WITH claimed AS (
        UPDATE jobs_variants v
           SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
-              dispatch_requested_at = NULL
+              dispatch_requested_at = NULL, claimed_by = $5
          FROM jobs j
         WHERE v.job_variants_id = $1 AND j.job_id = v.job_id
           AND v.current_step = $3 AND v.status = 'done'
           AND j.failure_reason IS NULL
-        RETURNING v.job_id, j.tenant_id, v.job_variants_id, v.attempt
+        RETURNING v.job_id, j.tenant_id, v.job_variants_id, v.attempt, v.attempt_base
      )${logClaim(2, 4, 5)}`,
     [a.jobVariantsId, next, a.prev, a.trigger, a.instanceId],
   );
@@ -69,18 +69,18 @@ export async function claimVariants(db: Queryable, a: ClaimVariantsArgs): Promis
      ), claimed AS (
        UPDATE jobs_variants v
           SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
-              dispatch_requested_at = NULL
+              dispatch_requested_at = NULL, claimed_by = $5
          FROM target t, jobs j
         WHERE v.job_variants_id = t.job_variants_id AND j.job_id = v.job_id
           AND v.current_step = $3 AND v.status = 'done'
           AND j.failure_reason IS NULL
-        RETURNING v.job_id, j.tenant_id, v.job_variants_id, v.attempt
+        RETURNING v.job_id, j.tenant_id, v.job_variants_id, v.attempt, v.attempt_base
      ), run AS (
-       INSERT INTO pipeline_step_runs (job_id, job_variants_id, step, attempt, trigger, instance_id)
-       SELECT c.job_id, c.job_variants_id, $2::text, c.attempt, $4::text, $5::text FROM claimed c
+       INSERT INTO pipeline_step_runs (job_id, job_variants_id, step, attempt, attempt_base, trigger, instance_id)
+       SELECT c.job_id, c.job_variants_id, $2::text, c.attempt, c.attempt_base, $4::text, $5::text FROM claimed c
        RETURNING run_id, job_variants_id
      )
-     SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.attempt, r.run_id::text
+     SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.attempt, c.attempt_base, r.run_id::text
        FROM claimed c JOIN run r USING (job_variants_id)`,
     [a.jobVariantsIds, next, a.prev, a.trigger, a.instanceId],
   );

@@ -5,9 +5,10 @@
  *   '<step> failed after N attempts: <last_error>'. With policy `any` the
  *   caller runs the fan-in check instead.
  * - A job-level (step,'failed') at its limit gets `failure_reason`.
- * - `rejectStep`: a stage answered 4xx (it will not get better): a step still
- *   ours ((step,'queued') with our attempt) is marked failed with the error and
- *   given up at once, whatever the attempt count.
+ * - `rejectStep`: the stage answered 400/422 (the job's input is bad, it will
+ *   not get better): a step still at our attempt ((step,'queued'), or
+ *   (step,'failed') when the stage recorded it) is marked failed with the
+ *   error and given up at once, whatever the attempt count.
  */
 import type { Queryable } from '../db.js';
 import type { FanInPolicy } from './claimFanIn.js';
@@ -95,7 +96,7 @@ export async function rejectStep(db: Queryable, a: RejectStepArgs): Promise<Gave
     const { rows } = await db.query<GaveUpRow>(
       `WITH g AS (
          UPDATE jobs_variants v SET status = 'failed', last_error = $4, given_up_at = now()
-          WHERE v.job_variants_id = $1 AND v.current_step = $2 AND v.status = 'queued' AND v.attempt = $3
+          WHERE v.job_variants_id = $1 AND v.current_step = $2 AND v.status IN ('queued', 'failed') AND v.attempt = $3
             AND v.given_up_at IS NULL
           RETURNING v.job_id, v.current_step, v.attempt - v.attempt_base AS attempts, v.last_error
        )${FAIL_JOB_FROM_G.replace('$POLICY', '$5::text')}`,
@@ -107,7 +108,8 @@ export async function rejectStep(db: Queryable, a: RejectStepArgs): Promise<Gave
     `UPDATE jobs
         SET status = 'failed', last_error = $4,
             failure_reason = current_step || ' rejected by the stage: ' || $4
-      WHERE job_id = $1 AND current_step = $2 AND status = 'queued' AND attempt = $3 AND failure_reason IS NULL
+      WHERE job_id = $1 AND current_step = $2 AND status IN ('queued', 'failed') AND attempt = $3
+        AND failure_reason IS NULL
       RETURNING job_id::text, attempt - attempt_base AS attempts, last_error, failure_reason AS job_failure_reason`,
     [a.jobId, a.step, a.attempt, error],
   );

@@ -1,7 +1,14 @@
 /** The outcome of a dispatch, written on its pipeline_step_runs row after the HTTP answer. */
 import type { Queryable } from '../db.js';
 
-export type RunState = 'succeeded' | 'failed' | 'conflict' | 'rejected' | 'error' | 'timeout' | 'aborted';
+/**
+ * How an attempt's dispatch ended (docs/healing.md, "the run log"): succeeded,
+ * failed (the stage recorded the failure), rejected (400/422), conflict (409,
+ * or the row moved on), dropped (the job is gone), error (the answer was lost
+ * while the stage ran it), timeout (no answer by the deadline: rescued),
+ * aborted (the instance stopped first).
+ */
+export type RunState = 'succeeded' | 'failed' | 'conflict' | 'rejected' | 'dropped' | 'error' | 'timeout' | 'aborted';
 
 export interface FinishRunArgs {
   runId: string;
@@ -9,6 +16,8 @@ export interface FinishRunArgs {
   httpStatus: number | null;
   durationMs: number;
   error?: string | null;
+  /** When the first request of the attempt left (null: never sent). */
+  sentAt?: Date | null;
   /** When the answer came (default: now). */
   finishedAt?: Date;
 }
@@ -19,9 +28,9 @@ export async function finishRuns(db: Queryable, runs: readonly FinishRunArgs[]):
   await db.query(
     `UPDATE pipeline_step_runs r
         SET state = u.state, http_status = u.http_status, duration_ms = u.duration_ms, error = u.error,
-            finished_at = u.finished_at
-       FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[], $6::timestamptz[])
-            AS u(run_id, state, http_status, duration_ms, error, finished_at)
+            finished_at = u.finished_at, sent_at = COALESCE(u.sent_at, r.sent_at)
+       FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+            AS u(run_id, state, http_status, duration_ms, error, finished_at, sent_at)
       WHERE r.run_id = u.run_id`,
     [
       runs.map((a) => a.runId),
@@ -30,6 +39,7 @@ export async function finishRuns(db: Queryable, runs: readonly FinishRunArgs[]):
       runs.map((a) => Math.round(a.durationMs)),
       runs.map((a) => (a.error ? a.error.slice(0, 4000) : null)),
       runs.map((a) => a.finishedAt ?? new Date()),
+      runs.map((a) => a.sentAt ?? null),
     ],
   );
 }
@@ -115,10 +125,12 @@ export interface StepRunRow {
   job_variants_id: string | null;
   step: string;
   attempt: number;
+  attempt_base: number | null;
   trigger: string;
   state: string;
   instance_id: string;
   claimed_at: Date;
+  sent_at: Date | null;
   finished_at: Date | null;
   http_status: number | null;
   duration_ms: number | null;
@@ -128,8 +140,8 @@ export interface StepRunRow {
 /** Every dispatch of a job (variants included), oldest first. */
 export async function listStepRuns(db: Queryable, jobId: string): Promise<StepRunRow[]> {
   const { rows } = await db.query<StepRunRow>(
-    `SELECT run_id::text, job_id::text, job_variants_id::text, step, attempt, trigger, state, instance_id,
-            claimed_at, finished_at, http_status, duration_ms, error
+    `SELECT run_id::text, job_id::text, job_variants_id::text, step, attempt, attempt_base, trigger, state,
+            instance_id, claimed_at, sent_at, finished_at, http_status, duration_ms, error
        FROM pipeline_step_runs WHERE job_id = $1 ORDER BY claimed_at, run_id`,
     [jobId],
   );

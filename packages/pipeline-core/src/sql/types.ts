@@ -1,7 +1,11 @@
 import type { Step } from '../steps.js';
 
-/** Why a step was claimed (stored in pipeline_step_runs.trigger). */
-export type ClaimTrigger = 'notify' | 'recovery' | 'retry' | 'rescue' | 'fan_in' | 'manual';
+/**
+ * Why a step was claimed (stored in pipeline_step_runs.trigger). `redispatch`:
+ * a `queued` row of a dead claimer taken over (docs/healing.md); `manual`: a
+ * row an operator's retry asked to dispatch.
+ */
+export type ClaimTrigger = 'notify' | 'recovery' | 'retry' | 'rescue' | 'fan_in' | 'manual' | 'redispatch';
 
 /** A step this instance won with a guarded UPDATE: it, and only it, dispatches this attempt. */
 export interface ClaimedStep {
@@ -11,6 +15,8 @@ export interface ClaimedStep {
   jobVariantsId: string | null;
   step: Step;
   attempt: number;
+  /** Attempts that do not count against the limit (manual resets, re-dispatches). */
+  attemptBase: number;
   /** pipeline_step_runs row logged in the same statement as the claim. */
   runId: string;
   trigger: ClaimTrigger;
@@ -21,6 +27,7 @@ export interface ClaimRow {
   tenant_id: string;
   job_variants_id: string | null;
   attempt: number;
+  attempt_base: number;
   run_id: string;
 }
 
@@ -32,19 +39,24 @@ export function toClaimed(row: ClaimRow | undefined, step: Step, trigger: ClaimT
     jobVariantsId: row.job_variants_id,
     step,
     attempt: row.attempt,
+    attemptBase: row.attempt_base,
     runId: String(row.run_id),
     trigger,
   };
 }
 
-/** The SQL that logs a claim in pipeline_step_runs from a `claimed` CTE, in the same statement. */
+/**
+ * The SQL that logs a claim in pipeline_step_runs from a `claimed` CTE (which
+ * returns job_id, tenant_id, job_variants_id, attempt, attempt_base), in the
+ * same statement: one run row per attempt (docs/healing.md, "the run log").
+ */
 export const LOG_CLAIM = /* sql */ `
 , run AS (
-  INSERT INTO pipeline_step_runs (job_id, job_variants_id, step, attempt, trigger, instance_id)
-  SELECT c.job_id, c.job_variants_id, $STEP, c.attempt, $TRIGGER, $INSTANCE FROM claimed c
+  INSERT INTO pipeline_step_runs (job_id, job_variants_id, step, attempt, attempt_base, trigger, instance_id)
+  SELECT c.job_id, c.job_variants_id, $STEP, c.attempt, c.attempt_base, $TRIGGER, $INSTANCE FROM claimed c
   RETURNING run_id
 )
-SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.attempt, r.run_id::text
+SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.attempt, c.attempt_base, r.run_id::text
   FROM claimed c CROSS JOIN run r`;
 
 /** LOG_CLAIM with its placeholders numbered. */
