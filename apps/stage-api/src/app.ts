@@ -157,12 +157,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
         ? { stageApiUrl: `http://${host.includes(':') ? `[${host}]` : host}:${config.port}` }
         : {}),
       ...(config.token ? { stageApiToken: config.token } : {}),
+      metricsRegistry: metrics.registry,
       ...given,
     };
     await app.register(jobStateListener, listenerOptions);
   }
-  app.addHook('onReady', async () => {
-    metrics.setListener(hasListener(app));
-  });
   return app as unknown as FastifyInstance;
 }

@@ -1,7 +1,8 @@
 /**
- * Configuration of the stage server: environment variables (CONTRACTS'
- * table plus the model and limit variables of this app), overridden by
- * buildApp options, validated once with clear errors.
+ * Configuration of the stage server: environment variables (the shared ones
+ * of docs/configuration.md, and the model and limit variables of this app:
+ * apps/stage-api/README.md), overridden by buildApp options, validated once
+ * with clear errors.
  */
 import { allowedHostsFromEnv, databaseUrlFromEnv } from '@feedlyai/pipeline-core';
 import { z } from 'zod';

@@ -1,6 +1,7 @@
 /**
  * Prometheus metrics (prom-client): one registry per app instance, so tests
- * and several apps in one process never share counters.
+ * and several apps in one process never share counters. A hosted listener
+ * plugin registers the engine's series in the same registry (docs/metrics.md).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -17,24 +18,6 @@ export interface StageMetrics {
   modelCalls: Counter<'backend' | 'outcome'>;
   /** Starts/stops the event-loop delay histogram used by the gauge. */
   close(): void;
-  setListener(source: ListenerStatusSource | null): void;
-}
-
-/** Flattens numeric fields of the listener's status() into label/value pairs. */
-function numericFields(
-  obj: unknown,
-  prefix = '',
-  out: Array<[string, number]> = [],
-  depth = 0,
-): Array<[string, number]> {
-  if (obj === null || typeof obj !== 'object' || depth > 3) return out;
-  for (const [k, v] of Object.entries(obj as Record<string, unknown>)) {
-    const key = prefix ? `${prefix}_${k}` : k;
-    if (typeof v === 'number' && Number.isFinite(v)) out.push([key, v]);
-    else if (typeof v === 'boolean') out.push([key, v ? 1 : 0]);
-    else if (v && typeof v === 'object' && !Array.isArray(v)) numericFields(v, key, out, depth + 1);
-  }
-  return out;
 }
 
 export function createMetrics(): StageMetrics {
@@ -76,24 +59,6 @@ export function createMetrics(): StageMetrics {
       eld.reset();
     },
   });
-  let listener: ListenerStatusSource | null = null;
-  new Gauge({
-    name: 'job_state_listener_status',
-    help: 'Numeric fields of the hosted job state listener status() (counters, connected flag), by field',
-    labelNames: ['field'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      if (!listener) return;
-      let status: unknown;
-      try {
-        status = listener.status();
-      } catch {
-        return;
-      }
-      for (const [field, value] of numericFields(status)) this.set({ field }, value);
-    },
-  });
   return {
     registry,
     stageDuration,
@@ -101,8 +66,5 @@ export function createMetrics(): StageMetrics {
     saturated,
     modelCalls,
     close: () => eld.disable(),
-    setListener: (s) => {
-      listener = s;
-    },
   };
 }

@@ -47,7 +47,14 @@ t.test('hosted listener drives a job through every stage', async (t) => {
   const runs = await db.pool.query('SELECT count(*)::int AS n FROM stage_overlays WHERE job_id = $1', [job.jobId]);
   t.equal(runs.rows[0]?.n, 2, 'each variant rendered once');
   const m = await app.inject({ method: 'GET', url: '/metrics' });
-  t.match(m.body, /job_state_listener_status\{field="connected"\} 1/, "the listener's status in /metrics");
+  t.match(m.body, /^pipeline_listener_connected 1$/m, "the listener's series in /metrics (docs/metrics.md)");
+  t.match(m.body, /^pipeline_dispatches_total \d+$/m);
+  t.match(m.body, /^# TYPE pipeline_dispatches_total counter$/m);
+  t.match(
+    m.body,
+    /^pipeline_stage_circuit_state\{base_url="http:\/\/127\.0\.0\.1:\d+",route=""\} 0$/m,
+    'the circuit gauge',
+  );
   const h = await app.inject({ method: 'GET', url: '/healthz' });
   t.match(h.json(), { listener: { hosted: true, status: { enabled: true, connected: true } } });
 });

@@ -73,6 +73,13 @@ export const listenerOptionsSchema = z
     claimDelayMs: z.number().int().min(0).max(60_000).optional(),
     /** Size of the pool the plugin opens when the host has no @fastify/postgres (default 10). */
     poolMax: z.number().int().min(1).optional(),
+    /** A prom-client Registry to register the engine's metrics in (docs/metrics.md). */
+    metricsRegistry: z
+      .custom<import('prom-client').Registry>(
+        (v) => typeof v === 'object' && v !== null && typeof (v as { metrics?: unknown }).metrics === 'function',
+        { message: 'must be a prom-client Registry' },
+      )
+      .optional(),
     /** Environment to read instead of process.env (tests). */
     env: z.record(z.string(), z.string().optional()).optional(),
     /** Deprecated: reconnectDelayMs (this one is in seconds). */
@@ -122,6 +129,7 @@ export interface ResolvedConfig {
   closeGraceMs: number;
   poolMax: number;
   claimDelayMs: number;
+  metricsRegistry: import('prom-client').Registry | undefined;
   /** Deprecation warnings to log at registration (old option names used). */
   deprecations: string[];
 }
@@ -279,6 +287,7 @@ export function resolveConfig(options: unknown): ResolvedConfig {
     closeGraceMs: o.closeGraceMs ?? 10_000,
     poolMax: o.poolMax ?? 10,
     claimDelayMs: o.claimDelayMs ?? 2_000,
+    metricsRegistry: o.metricsRegistry,
     deprecations,
   };
 }

@@ -21,6 +21,7 @@ import pg from 'pg';
 import { AsyncTask, SimpleIntervalJob } from 'toad-scheduler';
 import { type JobStateListenerOptions, type ResolvedConfig, resolveConfig } from './config.js';
 import { APPLICATION_NAME, JOB_CHANNEL, ListenConnection, VARIANT_CHANNEL } from './listen-connection.js';
+import { registerMetrics } from './metrics.js';
 
 export interface JobStateListenerStatus extends Partial<EngineStatus> {
   enabled: boolean;
@@ -188,6 +189,16 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
     },
   };
   fastify.decorate('jobStateListener', api);
+
+  if (cfg.metricsRegistry) {
+    let prom: typeof import('prom-client');
+    try {
+      prom = await import('prom-client');
+    } catch {
+      throw new Error('@feedlyai/listener-plugin: the metricsRegistry option needs the prom-client package installed');
+    }
+    registerMetrics(prom, cfg.metricsRegistry, api);
+  }
 
   fastify.addHook('onReady', async () => {
     started = true;

@@ -1,5 +1,5 @@
 /**
- * The two NOTIFY payloads (CONTRACTS), validated at the boundary. A payload
+ * The two NOTIFY payloads (docs/state-machine.md, "Triggers and payloads"), validated at the boundary. A payload
  * that does not parse is counted, logged and skipped by the engine.
  */
 import { z } from 'zod';

@@ -49,7 +49,7 @@ export interface StepDefinition {
   timeoutMs: number;
   /**
    * A claimed (`queued`) or `running` step older than this is rescued as a new
-   * attempt. Always longer than `timeoutMs` (CONTRACTS: the dispatcher's timeout
+   * attempt. Always longer than `timeoutMs` (docs/healing.md §7: the dispatcher's timeout
    * is shorter than the rescue timeout).
    */
   rescueAfterMs: number;

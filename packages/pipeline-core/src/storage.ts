@@ -1,5 +1,5 @@
 /**
- * Image storage shared by the stage server and the CLI (CONTRACTS: "Images").
+ * Image storage shared by the stage server and the CLI (docs/stage-api.md, "Image assets").
  *
  * An `image_assets.image_url` is either a key relative to the storage root
  * (`STORAGE_DIR`, default `.data/storage`) or an `http(s)` URL fetched with

@@ -2,7 +2,7 @@
  * Reads of the job's context and the previous stages' results. Every query
  * is parameterised; results are the newest row per subject.
  */
-import type { Queryable } from '@feedlyai/pipeline-core';
+import { INPUT_CAPS, type Queryable } from '@feedlyai/pipeline-core';
 import type {
   CreativeLayout,
   Detection,
@@ -27,16 +27,10 @@ export interface JobRow {
 /**
  * Input caps in characters (docs/stage-api.md, "Input caps"): `tenant_id` of
  * the job, the other four of its newest `job_inputs` row. A job over a cap is
- * refused with 422 before any step starts. The same numbers as pipeline-core's
- * INPUT_CAPS (the seeders' caps).
+ * refused with 422 before any step starts. pipeline-core's INPUT_CAPS, the
+ * seeders' caps too.
  */
-export const INPUT_CAPS = {
-  tenant_id: 200,
-  product_name: 100,
-  tagline_kor: 100,
-  ad_copy_eng: 300,
-  desc_kor: 2_000,
-} as const;
+export { INPUT_CAPS };
 export type CappedField = keyof typeof INPUT_CAPS;
 
 /** The job row with what the stage checks before a start: the input caps and the input image's tenant. */

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now()
 );
--- attempt: the fencing token of the current step (CONTRACTS' state machine).
+-- attempt: the fencing token of the current step (docs/state-machine.md).
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 1;
 -- attempt_base: attempts before the last manual retry (the limit counts from here).
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS attempt_base integer NOT NULL DEFAULT 0;
@@ -127,7 +127,7 @@ CREATE TRIGGER jobs_touch_updated_at
   BEFORE UPDATE ON jobs
   FOR EACH ROW EXECUTE FUNCTION feedly_touch_state_updated_at();
 
--- The seed's variant trigger (names and payload exactly as CONTRACTS), with
+-- The seed's variant trigger (names and payload: docs/state-machine.md), with
 -- the attempt added to the payload.
 CREATE OR REPLACE FUNCTION notify_job_variant_state_change() RETURNS trigger AS $$
 BEGIN

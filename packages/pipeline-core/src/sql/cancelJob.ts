@@ -1,5 +1,5 @@
 /**
- * Manual cancel (CONTRACTS "manual control"): status 'failed', reason
+ * Manual cancel (docs/state-machine.md, "operator: cancel"): status 'failed', reason
  * 'cancelled'. Every claim, retry and rescue guard checks failure_reason, and
  * the stage's start guard too, so nothing further is dispatched.
  */

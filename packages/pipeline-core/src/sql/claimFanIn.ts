@@ -1,5 +1,5 @@
 /**
- * Fan-in claim (CONTRACTS "fan-in claim"), on the job row:
+ * Fan-in claim (docs/state-machine.md, "fan-in claim"), on the job row:
  * any variant-phase state -> ('ad_copy_gen_kor','queued'), attempt 1, when
  * every variant is at ('iou_eval','done') (policy `any`: or given up, with at
  * least one done).

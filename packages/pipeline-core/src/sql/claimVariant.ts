@@ -1,5 +1,5 @@
 /**
- * Variant claim (CONTRACTS "claim"): (prev,'done') -> (next,'queued'), attempt 1.
+ * Variant claim (docs/state-machine.md, "claim"): (prev,'done') -> (next,'queued'), attempt 1.
  * The guarded UPDATE is the exactly-once gate: of all instances and sweeps that
  * saw the same `done`, exactly one gets a row back. The claim is logged in
  * pipeline_step_runs in the same statement (one round trip).

@@ -1,5 +1,5 @@
 /**
- * Give up (CONTRACTS "give up").
+ * Give up (docs/state-machine.md, "give up" and "reject").
  * - A variant (step,'failed') at its attempt limit gets `given_up_at`; with
  *   policy `all` its job fails in the same statement with
  *   '<step> failed after N attempts: <last_error>'. With policy `any` the

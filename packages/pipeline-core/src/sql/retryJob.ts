@@ -1,5 +1,5 @@
 /**
- * Manual retry (CONTRACTS "manual control"): a failed variant or job starts
+ * Manual retry (docs/state-machine.md, "operator: retry"; docs/cli-retry.md): a failed variant or job starts
  * again from its failed step as a new attempt with a fresh attempt limit
  * (`attempt_base = attempt`, `attempt = attempt + 1`), given_up_at and the
  * job's failure_reason cleared. The re-queued rows carry

@@ -1,5 +1,5 @@
 /**
- * Retry (CONTRACTS "retry"): (step,'failed') -> (step,'queued'), attempt + 1,
+ * Retry (docs/state-machine.md, "retry"): (step,'failed') -> (step,'queued'), attempt + 1,
  * guarded by the attempt the caller read (still failed, not given up, job not
  * failed for good) and by the attempt limit (counted from attempt_base).
  * The caller dispatches the returned attempt; failed -> queued is a

@@ -1,5 +1,5 @@
 /**
- * The stage's side of the state machine (CONTRACTS: "stage: start" and
+ * The stage's side of the state machine (docs/state-machine.md: "stage: start" and
  * "stage: finish"). Shared by apps/stage-api and every stage double, so the
  * guards exist in exactly one place.
  *
