@@ -46,7 +46,7 @@ const MAX_BODY = 16 * 1024;
 export const DEFAULT_DEADLINE_MS = 30_000;
 /** The longest deadline a header may ask for (a day); longer values are ignored as malformed. */
 const MAX_DEADLINE_MS = 86_400_000;
-/** The code of a 404 about a job or variant that does not exist (CONTRACTS: stage HTTP API). */
+/** The code of a 404 about a job or variant that does not exist (docs/stage-api.md). */
 export const JOB_NOT_FOUND = 'job_not_found';
 
 export interface StageRequestBody {
