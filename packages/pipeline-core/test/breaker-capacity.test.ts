@@ -38,6 +38,8 @@ t.test('opens after 3 service failures in a row; a success in between resets the
   t.match(log, [/^open: 3 service failures in a row, last: 401/]);
   b.serviceFailure('refused');
   t.equal(log.length, 1, 'one line per opening, not per failure');
+  b.success();
+  t.equal(b.state, 'open', 'the answer of a call sent before it opened does not close it: only the probe does');
 });
 
 t.test('opens after 10 recorded 5xx in a row across at least 5 subjects, not on one bad subject', async (t) => {

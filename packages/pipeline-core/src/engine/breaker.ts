@@ -95,12 +95,12 @@ export class CircuitBreaker {
 
   /** A 5xx after which the stage recorded the failure (it counts as an attempt). */
   recordedFailure(subject: string): void {
+    if (this.state === 'open') return;
     this.failuresInRow = 0;
     if (this.state === 'half-open') {
       this.close();
       return;
     }
-    if (this.state !== 'closed') return;
     this.fiveHundredsInRow++;
     this.fiveHundredSubjects.add(subject);
     if (this.fiveHundredsInRow >= this.o.fiveHundreds && this.fiveHundredSubjects.size >= this.o.fiveHundredSubjects) {
@@ -112,12 +112,17 @@ export class CircuitBreaker {
     }
   }
 
-  /** Any answer that is not a service failure. */
+  /**
+   * Any answer that is not a service failure. It closes a half-open circuit
+   * (the probe's answer). While the circuit is open, answers of calls sent
+   * before it opened change nothing: only the probe decides.
+   */
   success(): void {
+    if (this.state === 'open') return;
     this.failuresInRow = 0;
     this.fiveHundredsInRow = 0;
     this.fiveHundredSubjects.clear();
-    if (this.state !== 'closed') this.close();
+    if (this.state === 'half-open') this.close();
   }
 
   /** The probe could not be sent after all (the row moved on): let another caller probe. */

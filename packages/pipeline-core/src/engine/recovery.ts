@@ -72,7 +72,10 @@ export interface SweepHost {
 
 export class Recovery {
   private running: Promise<RecoverResult> | null = null;
-  private again: { scope: SweepScope; waiters: Array<(r: RecoverResult) => void> } | null = null;
+  private again: {
+    scope: SweepScope;
+    waiters: Array<{ resolve: (r: RecoverResult) => void; reject: (err: unknown) => void }>;
+  } | null = null;
   runs = 0;
 
   constructor(private readonly h: SweepHost) {}
@@ -81,22 +84,30 @@ export class Recovery {
   sweep(scope: SweepScope = {}): Promise<RecoverResult> {
     if (scope.jobId !== undefined || scope.claimers || scope.fresh) return this.run(scope);
     if (!this.running) {
-      this.running = this.run(scope).finally(() => {
+      const p = this.run(scope);
+      this.running = p;
+      const next = () => {
         this.running = null;
-        const next = this.again;
+        const again = this.again;
         this.again = null;
-        if (next) {
-          void this.sweep(next.scope).then((r) => {
-            for (const w of next.waiters) w(r);
-          });
-        }
-      });
-      return this.running;
+        if (!again) return;
+        // The follow-up's outcome goes to the callers that asked for it (a failure included).
+        this.sweep(again.scope).then(
+          (r) => {
+            for (const w of again.waiters) w.resolve(r);
+          },
+          (err: unknown) => {
+            for (const w of again.waiters) w.reject(err);
+          },
+        );
+      };
+      p.then(next, next);
+      return p;
     }
     if (!this.again) this.again = { scope: {}, waiters: [] };
     if (scope.sinceMs) this.again.scope.sinceMs = Math.max(this.again.scope.sinceMs ?? 0, scope.sinceMs);
     const again = this.again;
-    return new Promise((resolve) => again.waiters.push(resolve));
+    return new Promise((resolve, reject) => again.waiters.push({ resolve, reject }));
   }
 
   private async run(scope: SweepScope): Promise<RecoverResult> {
