@@ -162,9 +162,14 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
     onRegistered: () => engine.setListenerConnected(true),
     onInstances: (o) => engine.onInstances(o),
     onPeers: (self, pids) => engine.setPeers(String(self), pids.map(String)),
-    // Awaited: `fastify.ready()` resolves once the startup sweep has run.
+    // Awaited: `fastify.ready()` resolves once the startup sweep has run, or has put as much of
+    // the work it found in motion as there are slots (a large backlog follows as slots free,
+    // instead of holding the host's boot).
     onConnected: async (reconnect) => {
-      await runRecovery(reconnect ? 'reconnect sweep' : 'startup sweep');
+      const why = reconnect ? 'reconnect sweep' : 'startup sweep';
+      await engine.recoverUntilBusy({ fresh: true }).catch((err: unknown) => {
+        log.error({ err: (err as Error).message, why }, 'listener error: recovery failed');
+      });
     },
   });
 

@@ -852,6 +852,29 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     return p;
   }
 
+  /**
+   * A sweep, resolving once it is finished or first has to wait for a free
+   * slot: the work it found is then in motion, and the rest follows as slots
+   * free. (A host's ready() waits for this, not for the whole backlog.)
+   */
+  recoverUntilBusy(scope: SweepScope = {}): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const done = () => {
+        if (!settled) {
+          settled = true;
+          resolve();
+        }
+      };
+      this.recover({ ...scope, onBusy: done }).then(done, (err: unknown) => {
+        if (!settled) {
+          settled = true;
+          reject(err);
+        }
+      });
+    });
+  }
+
   /** Carries out one decision of a sweep. True when it moved the row. */
   private async act(row: RecoveryRow, d: Decision, slot: Slot | null): Promise<boolean> {
     const s: StepSubject = { jobId: row.jobId, jobVariantsId: row.jobVariantsId, step: row.step };

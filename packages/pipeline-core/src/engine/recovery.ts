@@ -26,6 +26,7 @@ import { FAN_IN_TO, type Step, type StepDefinition } from '../steps.js';
 import type { Capacity, Slot } from './capacity.js';
 import type { Circuits } from './circuits.js';
 import { type Decision, decide, type RowFacts, targetStep } from './decide.js';
+import { isConnectionError } from './durable.js';
 
 export interface RecoverResult {
   scanned: number;
@@ -45,6 +46,11 @@ export interface SweepScope {
    * finish beside this one is harmless).
    */
   fresh?: boolean | undefined;
+  /**
+   * Called once when the sweep first has to wait for a free slot (the work it
+   * found is in motion; the rest follows as slots free), or when it ends.
+   */
+  onBusy?: (() => void) | undefined;
 }
 
 export interface SweepHost {
@@ -130,14 +136,14 @@ export class Recovery {
       jobId: scope.jobId,
     });
     scanned += queued.length;
-    recovered += await this.each(queued, live, readAt);
+    recovered += await this.each(queued, live, readAt, scope);
 
     if (!scope.claimers) {
       // 2. `done` rows an operator's retry asked to dispatch, whatever their age.
       readAt = performance.now();
       const requested = await scanRequestedDone(h.pool, scope.jobId);
       scanned += requested.length;
-      recovered += await this.each(requested, live, readAt);
+      recovered += await this.each(requested, live, readAt, scope);
 
       // 3. Variants, then job-level rows: keyset pages over the window.
       for (const page of [scanVariantPage, scanJobPage]) {
@@ -152,7 +158,7 @@ export class Recovery {
             jobId: scope.jobId,
           });
           scanned += p.rows.length;
-          recovered += await this.each(p.rows, live, readAt);
+          recovered += await this.each(p.rows, live, readAt, scope);
           cursor = p.next;
         } while (cursor);
       }
@@ -170,24 +176,31 @@ export class Recovery {
         scanned += fp.candidates.length;
         for (const f of fp.candidates) {
           if (h.closing()) break;
-          const slot = f.hasSuccess ? await this.slotFor(FAN_IN_TO) : null;
+          const slot = f.hasSuccess ? await this.slotFor(FAN_IN_TO, scope) : null;
           if (f.hasSuccess && !slot) continue;
           try {
             if (await h.fanIn(f.jobId, f.hasSuccess, slot)) recovered++;
           } catch (err) {
+            if (isConnectionError(err)) throw err;
             h.log.error({ job_id: f.jobId, err: (err as Error).message }, 'listener error: fan-in recovery failed');
           }
         }
         fanCursor = fp.next;
       } while (fanCursor);
     }
+    scope.onBusy?.();
     h.log.info({ scanned, recovered, job_id: scope.jobId }, 'recovery check');
     if (recovered > 0) h.log.info({ recovered, job_id: scope.jobId }, 'lagging variants recovered');
     return { scanned, recovered };
   }
 
   /** Decides and acts on each row; `done` variants of one step are claimed in batches. */
-  private async each(rows: RecoveryRow[], live: ReadonlySet<string>, readAt: number): Promise<number> {
+  private async each(
+    rows: RecoveryRow[],
+    live: ReadonlySet<string>,
+    readAt: number,
+    scope: SweepScope,
+  ): Promise<number> {
     const h = this.h;
     let recovered = 0;
     const batches = new Map<Step, RecoveryRow[]>();
@@ -216,10 +229,12 @@ export class Recovery {
       }
       try {
         const needsSlot = d.kind !== 'give-up' && target !== null;
-        const slot = needsSlot ? await this.slotFor(target) : null;
+        const slot = needsSlot ? await this.slotFor(target, scope) : null;
         if (needsSlot && !slot) continue;
         if (await h.act(row, d, slot)) recovered++;
       } catch (err) {
+        // The database went away: this sweep ends here; the one that runs when it is back redoes it.
+        if (isConnectionError(err)) throw err;
         h.log.error(
           {
             job_id: row.jobId,
@@ -235,7 +250,7 @@ export class Recovery {
       const target = targetStep({ step: prev, status: 'done', variant: true }) as Step;
       let i = 0;
       while (i < list.length && !h.closing()) {
-        const first = await this.slotFor(target);
+        const first = await this.slotFor(target, scope);
         if (!first) break;
         const slots = [first];
         const want = Math.min(list.length - i, 500);
@@ -250,6 +265,7 @@ export class Recovery {
           recovered += await h.claimNextBatch(prev, chunk, slots);
         } catch (err) {
           for (const s of slots) s.release();
+          if (isConnectionError(err)) throw err;
           h.log.error(
             { step: prev, variants: chunk.length, err: (err as Error).message },
             'listener error: recovery of a batch failed',
@@ -264,10 +280,11 @@ export class Recovery {
    * A slot for a call of `step`: at once, or when one frees (FIFO with the live work).
    * Null when the step's circuit is open (the row waits for the circuit-close sweep) or the engine closes.
    */
-  private slotFor(step: Step): Promise<Slot | null> {
+  private slotFor(step: Step, scope: SweepScope): Promise<Slot | null> {
     if (this.h.circuits.stateFor(step) === 'open' || this.h.closing()) return Promise.resolve(null);
     const now = this.h.capacity.take(step);
     if (now) return Promise.resolve(now);
+    scope.onBusy?.();
     return new Promise((resolve) => {
       this.h.capacity.whenFree(step, resolve, null, () => resolve(null));
     });
