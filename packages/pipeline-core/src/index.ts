@@ -1,6 +1,7 @@
 export * from './steps.js';
 export * from './inputCaps.js';
 export * from './db.js';
+export * from './envFile.js';
 export { migrate, LATEST_MIGRATION, type MigrateOptions, type MigrateResult } from './migrate.js';
 export { MIGRATIONS, type Migration } from './migrations/index.js';
 export * from './sql/stage.js';
