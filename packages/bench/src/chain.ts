@@ -1,8 +1,12 @@
 /**
  * Chain throughput: N jobs x V variants through the whole 10-step chain
  * (fan-in included) against the stage double, with 1, 2 and 4 processes, for
- * our engine (listener plugin instances) and for Graphile Worker 0.17.3 (the
- * same chain as tasks), each on a fresh database of the same server.
+ * our engine (listener plugin instances), a naive dispatcher (naive-runner.ts:
+ * one guarded claim per notification, one POST, a 5 s sweep) and Graphile
+ * Worker 0.17.3 (the same chain as tasks), each on a fresh database of the
+ * same server, in the same run. Besides steps/s, every run measures the hop
+ * latency under load: from just before the stage's (S,'done') UPDATE to the
+ * next step's request arriving at the double.
  */
 import { performance } from 'node:perf_hooks';
 import { JOB_STEPS, VARIANT_STEPS } from '@feedlyai/pipeline-core';
@@ -14,12 +18,15 @@ import { startFeedlyInstances } from './feedly.js';
 import { ENQUEUE_FIRST_STEPS_SQL } from './graphile-tasks.js';
 import type { GraphileRunnerConfig } from './graphile-runner.js';
 import { machineCpu } from './machine.js';
+import type { NaiveRunnerConfig } from './naive-runner.js';
 import { type DbProfile, enableStatements, readProfile, resetProfile } from './profile.js';
 import { bulkSeed, jobsDone } from './seed.js';
-import { round } from './stats.js';
+import { type Percentiles, percentiles, round } from './stats.js';
 import { startStageDouble } from './stage-double.js';
 
-export type SystemName = 'feedly' | 'graphile';
+export type SystemName = 'feedly' | 'naive' | 'graphile';
+
+export const SYSTEMS: readonly SystemName[] = ['feedly', 'naive', 'graphile'];
 
 export interface ChainOptions {
   jobs: number;
@@ -41,6 +48,8 @@ export interface ChainRun {
   /** From the statement that makes the first steps ready to the last job done. */
   seconds: number;
   stepsPerSecond: number;
+  /** Stage's (S,'done') UPDATE sent -> the next step's request at the double, ms, under load. */
+  hopLatency: Percentiles;
   /** Requests the double accepted more than once for one (subject, step). */
   duplicates: number;
   /** (subject, step) pairs that never reached the double. */
@@ -63,11 +72,25 @@ export interface ChainResult {
   comparison: {
     processes: number;
     feedlyStepsPerSecond: number;
+    naiveStepsPerSecond: number;
     graphileStepsPerSecond: number;
+    /** Ours / Graphile Worker's steps per second. */
     ratio: number;
+    /** Ours / the naive dispatcher's steps per second. */
+    naiveRatio: number;
+    feedlyHopP50Ms: number;
+    naiveHopP50Ms: number;
     feedlySeconds: number;
+    naiveSeconds: number;
     graphileSeconds: number;
   }[];
+}
+
+async function startNaive(n: number, url: string, stageUrl: string): Promise<Forked[]> {
+  const cfg: NaiveRunnerConfig = { connectionString: url, stageUrl };
+  return await Promise.all(
+    Array.from({ length: n }, () => forkChild(siblingModule(import.meta.url, 'naive-runner'), cfg)),
+  );
 }
 
 async function startGraphile(n: number, url: string, stageUrl: string, concurrency: number): Promise<Forked[]> {
@@ -86,7 +109,21 @@ export async function chainRun(
   const url = await bench.freshDatabase(`chain_${system}_${processes}`);
   const pool = new pg.Pool({ connectionString: url, max: 3 });
   pool.on('error', () => {});
-  const double = await startStageDouble({ connectionString: url, poolMax: 24 });
+  const lastDone = new Map<string, number>();
+  const hops: number[] = [];
+  const double = await startStageDouble({
+    connectionString: url,
+    poolMax: 24,
+    onFinishDone: (f) => {
+      lastDone.set(f.subject, f.at);
+      if (f.step === 'iou_eval') lastDone.set(`fan:${f.jobId}`, f.at);
+    },
+    onArrival: (a) => {
+      const subject = a.body.job_variants_id ?? a.body.job_id;
+      const prev = a.step === 'ad_copy_gen_kor' ? lastDone.get(`fan:${a.body.job_id}`) : lastDone.get(subject);
+      if (prev !== undefined) hops.push(a.at - prev);
+    },
+  });
   let workers: Forked[] = [];
   try {
     await enableStatements(pool);
@@ -101,7 +138,10 @@ export async function chainRun(
         variantStep: 'img_gen',
         variantStatus: 'queued',
       });
-      workers = await startFeedlyInstances(processes, { connectionString: url, stageUrl: double.url });
+      workers =
+        system === 'naive'
+          ? await startNaive(processes, url, double.url)
+          : await startFeedlyInstances(processes, { connectionString: url, stageUrl: double.url });
     }
     await pool.query('ANALYZE');
     const base = await resetProfile(pool);
@@ -155,6 +195,7 @@ export async function chainRun(
       steps,
       seconds: round(seconds, 3),
       stepsPerSecond: round(steps / seconds, 1),
+      hopLatency: percentiles(hops),
       duplicates,
       missing,
       machineCpuBusy: busy,
@@ -180,7 +221,7 @@ export async function chainBenchmark(bench: BenchServer, o: ChainOptions): Promi
   const comparison: ChainResult['comparison'] = [];
   for (const n of o.processes) {
     const pair: Partial<Record<SystemName, ChainRun>> = {};
-    for (const system of ['feedly', 'graphile'] as const) {
+    for (const system of SYSTEMS) {
       o.log?.(`chain: ${system} with ${n} process(es), ${o.jobs} jobs x ${o.variants} variants`);
       const run = await chainRun(bench, system, n, o);
       o.log?.(`  -> ${run.stepsPerSecond} steps/s, last job done after ${run.seconds} s`);
@@ -188,13 +229,19 @@ export async function chainBenchmark(bench: BenchServer, o: ChainOptions): Promi
       pair[system] = run;
     }
     const f = pair.feedly as ChainRun;
+    const nv = pair.naive as ChainRun;
     const g = pair.graphile as ChainRun;
     comparison.push({
       processes: n,
       feedlyStepsPerSecond: f.stepsPerSecond,
+      naiveStepsPerSecond: nv.stepsPerSecond,
       graphileStepsPerSecond: g.stepsPerSecond,
       ratio: round(f.stepsPerSecond / g.stepsPerSecond, 2),
+      naiveRatio: round(f.stepsPerSecond / nv.stepsPerSecond, 2),
+      feedlyHopP50Ms: f.hopLatency.p50,
+      naiveHopP50Ms: nv.hopLatency.p50,
       feedlySeconds: f.seconds,
+      naiveSeconds: nv.seconds,
       graphileSeconds: g.seconds,
     });
   }

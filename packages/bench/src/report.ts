@@ -92,20 +92,31 @@ export function renderMarkdown(r: BenchResults): string {
   }
   if (r.chain) {
     const c = r.chain;
-    out.push('', '## Chain throughput: ours vs Graphile Worker 0.17.3', '');
+    out.push('', '## Chain throughput: ours vs a naive dispatcher vs Graphile Worker 0.17.3', '');
     out.push(
-      row(['processes', 'ours steps/s', 'Graphile steps/s', 'ratio', 'ours: last job done (s)', 'Graphile (s)']),
+      row([
+        'processes',
+        'ours steps/s',
+        'naive steps/s',
+        'Graphile steps/s',
+        'ours / naive',
+        'ours / Graphile',
+        'hop p50 ours (ms)',
+        'hop p50 naive (ms)',
+      ]),
     );
-    out.push(row(['---:', '---:', '---:', '---:', '---:', '---:']));
+    out.push(row(['---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
     for (const x of c.comparison) {
       out.push(
         row([
           x.processes,
           x.feedlyStepsPerSecond,
+          x.naiveStepsPerSecond,
           x.graphileStepsPerSecond,
+          `${x.naiveRatio}×`,
           `${x.ratio}×`,
-          x.feedlySeconds,
-          x.graphileSeconds,
+          x.feedlyHopP50Ms,
+          x.naiveHopP50Ms,
         ]),
       );
     }
@@ -116,6 +127,7 @@ export function renderMarkdown(r: BenchResults): string {
         'processes',
         'steps',
         'steps/s',
+        'hop p50 / p99 (ms)',
         'statements/step',
         'commits/step',
         'duplicates',
@@ -125,14 +137,15 @@ export function renderMarkdown(r: BenchResults): string {
         'double CPU s',
       ]),
     );
-    out.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+    out.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
     for (const x of c.runs) {
       out.push(
         row([
-          x.system === 'feedly' ? 'ours' : 'Graphile Worker',
+          x.system === 'feedly' ? 'ours' : x.system === 'naive' ? 'naive dispatcher' : 'Graphile Worker',
           x.processes,
           x.steps,
           x.stepsPerSecond,
+          `${x.hopLatency.p50} / ${x.hopLatency.p99}`,
           x.profile.statementsPerStep,
           x.profile.commitsPerStep,
           x.duplicates,

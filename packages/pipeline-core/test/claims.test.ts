@@ -41,10 +41,13 @@ t.test('batch claim (recovery): only rows done with that step, each once against
   const ids = [...a.variantIds, ...b.variantIds];
   // Two sweeps with the whole set and a live claim per row, all at once.
   const [one, two, ...singles] = await Promise.all([
-    claimVariants(db.pool, { jobVariantsIds: ids, prev: 'yolo_detect', trigger: 'recovery', instanceId: 'sweep-1' }),
     claimVariants(db.pool, {
-      jobVariantsIds: [...ids].reverse(),
-      prev: 'yolo_detect',
+      items: ids.map((id) => ({ jobVariantsId: id, prev: 'yolo_detect' as const })),
+      trigger: 'recovery',
+      instanceId: 'sweep-1',
+    }),
+    claimVariants(db.pool, {
+      items: [...ids].reverse().map((id) => ({ jobVariantsId: id, prev: 'yolo_detect' as const })),
       trigger: 'recovery',
       instanceId: 'sweep-2',
     }),
@@ -70,9 +73,28 @@ t.test('batch claim (recovery): only rows done with that step, each once against
     'each claim carries its own run row',
   );
   t.match(await variantState(db.pool, b.variantIds[0]!), { current_step: 'yolo_detect', status: 'running' });
+  t.same(await claimVariants(db.pool, { items: [], trigger: 'recovery', instanceId: I }), []);
+});
+
+t.test('batch claim of mixed steps (one notification tick): each row for its own successor, guarded', async (t) => {
+  const a = await seedJob(db.pool, { variants: 2, variantStep: 'img_gen', variantStatus: 'done' });
+  const b = await seedJob(db.pool, { variants: 2, variantStep: 'ocr_eval', variantStatus: 'done' });
+  const c = await seedJob(db.pool, { variants: 1, variantStep: 'planner', variantStatus: 'running' });
+  const won = await claimVariants(db.pool, {
+    items: [
+      ...a.variantIds.map((id) => ({ jobVariantsId: id, prev: 'img_gen' as const })),
+      ...b.variantIds.map((id) => ({ jobVariantsId: id, prev: 'ocr_eval' as const })),
+      { jobVariantsId: c.variantIds[0]!, prev: 'planner' as const },
+      { jobVariantsId: b.variantIds[0]!, prev: 'img_gen' as const },
+      { jobVariantsId: a.variantIds[0]!, prev: 'iou_eval' as const },
+    ],
+    trigger: 'notify',
+    instanceId: I,
+  });
   t.same(
-    await claimVariants(db.pool, { jobVariantsIds: [], prev: 'yolo_detect', trigger: 'recovery', instanceId: I }),
-    [],
+    won.map((w) => [w.jobVariantsId, w.step]).sort(),
+    [...a.variantIds.map((id) => [id, 'vlm_analyze']), ...b.variantIds.map((id) => [id, 'readability_eval'])].sort(),
+    'each done row claimed once for its successor; a running row, a stale prev and iou_eval are not claimed',
   );
 });
 

@@ -14,8 +14,7 @@ t.teardown(() => db.close());
 async function runs(n: number): Promise<string[]> {
   const s = await seedJob(db.pool, { variants: n, variantStep: 'planner', variantStatus: 'done' });
   const claimed = await claimVariants(db.pool, {
-    jobVariantsIds: s.variantIds,
-    prev: 'planner',
+    items: s.variantIds.map((id) => ({ jobVariantsId: id, prev: 'planner' as const })),
     trigger: 'notify',
     instanceId: 'run-log-test',
   });

@@ -54,6 +54,7 @@ import {
 } from '../steps.js';
 import type { BreakerOptions, CircuitBreaker } from './breaker.js';
 import { Capacity, type Slot } from './capacity.js';
+import { ClaimBatcher } from './claim-batch.js';
 import { type CircuitSnapshot, Circuits } from './circuits.js';
 import type { Decision } from './decide.js';
 import { fields, Flights } from './dispatch.js';
@@ -242,6 +243,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   private readonly ownership: Ownership;
   private readonly durable: DurableWrites;
   private readonly recovery: Recovery;
+  private readonly claims: ClaimBatcher;
   /** Listener connection state (the host reports it); sends pause when it may look dead. */
   private connected = true;
   private disconnectedAt: number | null = null;
@@ -366,6 +368,9 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       },
     });
     this.ownership = new Ownership(opts.claimDelayMs ?? 2000);
+    this.claims = new ClaimBatcher((items) =>
+      claimVariants(this.pool, { items, trigger: 'notify', instanceId: this.instanceId }),
+    );
     const minRescueAfterMs = Math.min(...AUTOMATIC_STEPS.map((s) => this.graph[s].rescueAfterMs));
     this.recovery = new Recovery({
       pool: this.pool,
@@ -429,7 +434,10 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       return Promise.resolve();
     }
     const p = parsed.value;
-    this.log.info(
+    // Info for the changes the engine acts on (done, failed); the queued/running that every
+    // claim and start produce are at debug (two of every step's three notifications).
+    const level = p.status === 'done' || p.status === 'failed' ? 'info' : 'debug';
+    this.log[level](
       {
         job_id: p.job_id,
         job_variants_id: p.job_variants_id,
@@ -458,17 +466,11 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
           (step, status) => step === prev && status === 'done',
           () =>
             this.withSlot(next, key, (slot) =>
-              this.claimWith(
-                slot,
-                () =>
-                  claimVariant(this.pool, {
-                    jobVariantsId: p.job_variants_id,
-                    prev,
-                    trigger: 'notify',
-                    instanceId: this.instanceId,
-                  }),
-                { job_id: p.job_id, job_variants_id: p.job_variants_id, step: next },
-              ),
+              this.claimWith(slot, () => this.claims.add({ jobVariantsId: p.job_variants_id, prev }), {
+                job_id: p.job_id,
+                job_variants_id: p.job_variants_id,
+                step: next,
+              }),
             ),
         );
       }
@@ -497,7 +499,8 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       return Promise.resolve();
     }
     const p = parsed.value;
-    this.log.info(
+    const level = p.status === 'done' || p.status === 'failed' || p.manual ? 'info' : 'debug';
+    this.log[level](
       { job_id: p.job_id, step: p.current_step, status: p.status, attempt: p.attempt ?? undefined },
       '[LISTENER] Job state change detected',
     );
@@ -1010,8 +1013,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     let claimed: ClaimedStep[];
     try {
       claimed = await claimVariants(this.pool, {
-        jobVariantsIds: rows.map((r) => r.jobVariantsId as string),
-        prev,
+        items: rows.map((r) => ({ jobVariantsId: r.jobVariantsId as string, prev })),
         trigger: 'recovery',
         instanceId: this.instanceId,
       });

@@ -43,46 +43,57 @@ export async function claimVariant(db: Queryable, a: ClaimVariantArgs): Promise<
 }
 
 export interface ClaimVariantsArgs {
-  jobVariantsIds: readonly string[];
-  /** The step every one of them is `done` with. */
-  prev: Step;
+  /** Variants and the step each is `done` with (mixed steps allowed). */
+  items: ReadonlyArray<{ jobVariantsId: string; prev: Step }>;
   trigger: ClaimTrigger;
   instanceId: string;
 }
 
 /**
- * The claim of `claimVariant` for many variants done with the same step, in
- * one statement (recovery sweeps): the same guard per row, so a row another
- * instance or a live event claimed first is simply not returned (a row locked
- * by a claim in progress is waited for and re-checked). Rows are locked in key
- * order, so two sweeps claiming overlapping sets cannot deadlock each other.
+ * The claim of `claimVariant` for many variants in ONE statement and one
+ * commit (the notifications of one event-loop turn, or a recovery sweep's
+ * page): the same guard per row, so a row another instance or a live event
+ * claimed first is simply not returned (a row locked by a claim in progress
+ * is waited for and re-checked). Rows are locked in key order, so two batches
+ * claiming overlapping sets cannot deadlock each other.
  */
 export async function claimVariants(db: Queryable, a: ClaimVariantsArgs): Promise<ClaimedStep[]> {
-  const next = variantSuccessor(a.prev);
-  if (!next || a.jobVariantsIds.length === 0) return [];
-  const { rows } = await db.query<ClaimRow>(
-    `WITH target AS (
-       SELECT v.job_variants_id FROM jobs_variants v
-        WHERE v.job_variants_id = ANY($1::uuid[]) AND v.current_step = $3 AND v.status = 'done'
+  const ids: string[] = [];
+  const prevs: string[] = [];
+  const nexts: string[] = [];
+  for (const it of a.items) {
+    const next = variantSuccessor(it.prev);
+    if (!next) continue;
+    ids.push(it.jobVariantsId);
+    prevs.push(it.prev);
+    nexts.push(next);
+  }
+  if (ids.length === 0) return [];
+  const { rows } = await db.query<ClaimRow & { step: Step }>(
+    `WITH req AS (
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS r(job_variants_id, prev, next)
+     ), target AS (
+       SELECT v.job_variants_id, r.prev, r.next FROM jobs_variants v JOIN req r USING (job_variants_id)
+        WHERE v.current_step = r.prev AND v.status = 'done'
         ORDER BY v.job_variants_id
-          FOR UPDATE
+          FOR UPDATE OF v
      ), claimed AS (
        UPDATE jobs_variants v
-          SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
+          SET current_step = t.next, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
               dispatch_requested_at = NULL, claimed_by = $5
          FROM target t, jobs j
         WHERE v.job_variants_id = t.job_variants_id AND j.job_id = v.job_id
-          AND v.current_step = $3 AND v.status = 'done'
+          AND v.current_step = t.prev AND v.status = 'done'
           AND j.failure_reason IS NULL
-        RETURNING v.job_id, j.tenant_id, v.job_variants_id, v.attempt, v.attempt_base
+        RETURNING v.job_id, j.tenant_id, v.job_variants_id, v.current_step AS step, v.attempt, v.attempt_base
      ), run AS (
        INSERT INTO pipeline_step_runs (job_id, job_variants_id, step, attempt, attempt_base, trigger, instance_id)
-       SELECT c.job_id, c.job_variants_id, $2::text, c.attempt, c.attempt_base, $4::text, $5::text FROM claimed c
+       SELECT c.job_id, c.job_variants_id, c.step, c.attempt, c.attempt_base, $4::text, $5::text FROM claimed c
        RETURNING run_id, job_variants_id
      )
-     SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.attempt, c.attempt_base, r.run_id::text
+     SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.step, c.attempt, c.attempt_base, r.run_id::text
        FROM claimed c JOIN run r USING (job_variants_id)`,
-    [a.jobVariantsIds, next, a.prev, a.trigger, a.instanceId],
+    [ids, prevs, nexts, a.trigger, a.instanceId],
   );
-  return rows.map((r) => toClaimed(r, next, a.trigger) as ClaimedStep);
+  return rows.map((r) => toClaimed(r, r.step, a.trigger) as ClaimedStep);
 }
