@@ -19,6 +19,25 @@ export interface MigrateResult {
 type Target = pg.Pool | pg.ClientBase | string;
 
 /**
+ * A pool, told by its shape rather than `instanceof pg.Pool`: the host's pool
+ * may come from another copy of `pg` (a peer dependency), and treating it as a
+ * client would run each statement on a different connection, losing the
+ * transaction and the lock. A pool checks out clients (`connect()`) and counts
+ * them; a client has no counts, and a checked-out client has `release()`.
+ */
+export function isPool(target: unknown): target is pg.Pool {
+  if (typeof target !== 'object' || target === null) return false;
+  const t = target as Record<string, unknown>;
+  return (
+    typeof t.connect === 'function' &&
+    typeof t.query === 'function' &&
+    typeof t.release !== 'function' &&
+    typeof t.totalCount === 'number' &&
+    typeof t.idleCount === 'number'
+  );
+}
+
+/**
  * Applies every pending migration in ONE transaction under an advisory
  * transaction lock, so several processes can migrate at once: the second
  * waits for the first, then finds nothing to do. Additive only.
@@ -29,7 +48,7 @@ export async function migrate(target: Target, options: MigrateOptions = {}): Pro
   let client: pg.ClientBase;
   let release: () => void = () => {};
   if (owned) client = owned;
-  else if (target instanceof pg.Pool) {
+  else if (isPool(target)) {
     const c = await target.connect();
     client = c;
     release = () => c.release();
