@@ -62,7 +62,7 @@ t.test('invalid configuration: exit 2 with the reason', async (t) => {
   const s = start({ DATABASE_URL: 'postgres://localhost/x', PORT: 'eighty' });
   const s2 = start({});
   t.equal(await s.exited, 2);
-  t.match(s.output(), /invalid stage-api configuration: port/);
+  t.match(s.output(), /invalid stage-api configuration: PORT must be an integer from 0 to 65535, got "eighty"/);
   t.equal(await s2.exited, 2);
   t.match(s2.output(), /no database configured: set DATABASE_URL/);
 });
