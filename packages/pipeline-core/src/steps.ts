@@ -54,6 +54,8 @@ export interface StepDefinition {
    */
   rescueAfterMs: number;
   retry: RetryPolicy;
+  /** Calls of this step in flight per instance, at most (undefined: only the instance's total bounds it). */
+  maxInFlight?: number | undefined;
 }
 
 const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, backoffBaseMs: 2_000, backoffMaxMs: 60_000 };
@@ -227,7 +229,10 @@ export function retryBackoffMs(policy: RetryPolicy, attempt: number, random: () 
 
 /** Per-step overrides of timeouts and retry policy (plugin options, tests). */
 export type StepPolicyOverrides = Partial<
-  Record<Step, Partial<Pick<StepDefinition, 'timeoutMs' | 'rescueAfterMs'>> & { retry?: Partial<RetryPolicy> }>
+  Record<
+    Step,
+    Partial<Pick<StepDefinition, 'timeoutMs' | 'rescueAfterMs' | 'maxInFlight'>> & { retry?: Partial<RetryPolicy> }
+  >
 >;
 
 /** A step graph with per-step policy overrides applied (validated: rescue > timeout). */
@@ -242,7 +247,11 @@ export function withOverrides(overrides: StepPolicyOverrides = {}): Readonly<Rec
       timeoutMs: o.timeoutMs ?? base.timeoutMs,
       rescueAfterMs: o.rescueAfterMs ?? base.rescueAfterMs,
       retry: { ...base.retry, ...(o.retry ?? {}) },
+      maxInFlight: o.maxInFlight ?? base.maxInFlight,
     };
+    if (merged.maxInFlight !== undefined && !(Number.isInteger(merged.maxInFlight) && merged.maxInFlight >= 1)) {
+      throw new Error(`step ${name}: maxInFlight must be a positive integer`);
+    }
     if (merged.route && merged.rescueAfterMs <= merged.timeoutMs) {
       throw new Error(
         `step ${name}: rescueAfterMs (${merged.rescueAfterMs}) must be longer than timeoutMs (${merged.timeoutMs})`,

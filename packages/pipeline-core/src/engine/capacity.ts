@@ -36,8 +36,17 @@ interface Waiter {
   dropped?: (() => void) | undefined;
 }
 
+export interface CapacityLimits {
+  /** In-flight limit per step (absent: none beyond the total). */
+  perStep?: (step: Step) => number | undefined;
+  /** In-flight limit per stage base URL (absent: none beyond the total). */
+  perUrl?: (url: string) => number | undefined;
+}
+
 export class Capacity {
   private used = 0;
+  private readonly usedByStep = new Map<Step, number>();
+  private readonly usedByUrl = new Map<string, number>();
   private readonly queues = new Map<string, Waiter[]>();
   private readonly keys = new Map<string, Waiter>();
   private rr: string[] = [];
@@ -52,6 +61,7 @@ export class Capacity {
     private readonly urlKeyOf: (step: Step) => string,
     private readonly paused: () => boolean,
     private readonly maxWaiting = 10_000,
+    private readonly limits: CapacityLimits = {},
   ) {
     if (!Number.isInteger(max) || max < 1) throw new Error(`maxInFlight must be a positive integer: ${max}`);
   }
@@ -66,10 +76,18 @@ export class Capacity {
     return n;
   }
 
-  /** The one capacity check. */
+  /**
+   * The one capacity check: the instance's total, the step's own limit, its
+   * stage URL's limit, its circuits, and the pause.
+   */
   free(step: Step): number {
     if (this.paused()) return 0;
-    const global = this.max - this.used;
+    let global = this.max - this.used;
+    const stepLimit = this.limits.perStep?.(step);
+    if (stepLimit !== undefined) global = Math.min(global, stepLimit - (this.usedByStep.get(step) ?? 0));
+    const url = this.urlKeyOf(step);
+    const urlLimit = this.limits.perUrl?.(url);
+    if (urlLimit !== undefined) global = Math.min(global, urlLimit - (this.usedByUrl.get(url) ?? 0));
     if (global <= 0) return 0;
     let probeOnly = false;
     for (const b of this.circuits(step)) {
@@ -93,6 +111,9 @@ export class Capacity {
       }
     }
     this.used++;
+    const url = this.urlKeyOf(step);
+    this.usedByStep.set(step, (this.usedByStep.get(step) ?? 0) + 1);
+    this.usedByUrl.set(url, (this.usedByUrl.get(url) ?? 0) + 1);
     let released = false;
     return {
       step,
@@ -101,6 +122,8 @@ export class Capacity {
         if (released) return;
         released = true;
         this.used--;
+        this.usedByStep.set(step, (this.usedByStep.get(step) ?? 1) - 1);
+        this.usedByUrl.set(url, (this.usedByUrl.get(url) ?? 1) - 1);
         this.pump();
       },
     };
@@ -158,6 +181,11 @@ export class Capacity {
         break;
       }
     }
+  }
+
+  /** Slots in use by one step. */
+  inUseBy(step: Step): number {
+    return this.usedByStep.get(step) ?? 0;
   }
 
   /** Hands free slots to waiters, round-robin over the stage URLs. Call after any change. */

@@ -96,6 +96,8 @@ export interface PipelineEngineOptions {
   breaker?: BreakerOptions | undefined;
   /** Notifications waiting for a slot, at most (default 10,000); more are left to the sweep. */
   maxWaitingNotifications?: number | undefined;
+  /** Calls in flight per stage base URL, at most (keyed by the URL as given; default: only maxInFlight). */
+  maxInFlightPerUrl?: Record<string, number> | undefined;
 }
 
 export interface StepEvent {
@@ -274,6 +276,12 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       this.urls[step] = url.replace(/\/+$/, '');
     }
     const maxInFlight = opts.maxInFlight ?? 64;
+    const perUrl = new Map<string, number>();
+    for (const [url, n] of Object.entries(opts.maxInFlightPerUrl ?? {})) {
+      parseBaseUrl(url);
+      if (!(Number.isInteger(n) && n >= 1)) throw new Error(`maxInFlightPerUrl[${url}] must be a positive integer`);
+      perUrl.set(url.replace(/\/+$/, ''), n);
+    }
     this.runLog = new RunLogWriter(this.pool, {
       flushMs: opts.runLogFlushMs ?? 25,
       maxBatch: 500,
@@ -309,6 +317,10 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       (step) => this.urlOf(step),
       () => this.paused(),
       opts.maxWaitingNotifications ?? 10_000,
+      {
+        perStep: (step) => this.graph[step].maxInFlight,
+        perUrl: (url) => perUrl.get(url),
+      },
     );
     this.durable = new DurableWrites({
       log: this.log,
