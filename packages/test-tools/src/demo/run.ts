@@ -24,6 +24,7 @@ import { createLogUpdate } from 'log-update';
 import pg from 'pg';
 import { analyzeJobs, renderHtml, renderSummary } from '../analyze.js';
 import { type EmbeddedServer, freePort, startEmbeddedPostgres } from '../db/embedded.js';
+import { requireEmbeddedBinary } from '../db/binary.js';
 import { formatDuration, type MonitorSnapshot, runMonitor } from '../monitor.js';
 import { createPipelineJob } from '../seeder.js';
 
@@ -87,6 +88,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     if (url) {
       say(`using the database at ${redactUrl(url)}`);
     } else {
+      // Without a binary for this machine: exit 1 asking for DATABASE_URL (docs/integration.md).
+      await requireEmbeddedBinary();
       say('no DATABASE_URL / DB_* set: starting an embedded PostgreSQL');
       embedded = await startEmbeddedPostgres();
       const server = embedded;
