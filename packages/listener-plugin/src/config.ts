@@ -6,7 +6,13 @@
  * release with a deprecation warning. An invalid option or variable fails
  * registration with a message naming it.
  */
-import { databaseUrlFromEnv, isStep, type StepPolicyOverrides } from '@feedlyai/pipeline-core';
+import {
+  AUTOMATIC_STEPS,
+  databaseUrlFromEnv,
+  isStep,
+  type Step,
+  type StepPolicyOverrides,
+} from '@feedlyai/pipeline-core';
 import { z } from 'zod';
 
 const positiveMs = z.number().int().positive();
@@ -23,6 +29,8 @@ const stepOverride = z
   .object({
     timeoutMs: z.number().int().positive().optional(),
     rescueAfterMs: z.number().int().positive().optional(),
+    /** Calls of this step in flight, at most (default: only maxInFlight bounds it). */
+    maxInFlight: z.number().int().min(1).max(10_000).optional(),
     retry: retryOverride.optional(),
   })
   .strict();
@@ -31,8 +39,17 @@ export const listenerOptionsSchema = z
   .object({
     /** ENABLE_JOB_STATE_LISTENER (default true). */
     enabled: z.boolean().optional(),
-    /** DATABASE_URL / DB_* otherwise; or the host's @fastify/postgres pool. */
+    /** The database (docs/integration.md): DATABASE_URL / DB_* otherwise, after the host's @fastify/postgres pool. */
     connectionString: z.string().min(1).optional(),
+    /**
+     * The host's own pg.Pool (any copy of `pg`): the plugin dispatches on it and checks ONE
+     * client out of it for the LISTEN connection. Only its public connect() and query() are used.
+     */
+    pool: z
+      .custom<PoolLike>(isPoolLike, { message: 'must be a pg.Pool (an object with connect() and query())' })
+      .optional(),
+    /** Use the @fastify/postgres registration of this name (`fastify.pg[pgName]`) instead of the default one. */
+    pgName: z.string().min(1).optional(),
     /** JOB_STATE_LISTENER_RECONNECT_DELAY (seconds) otherwise; default 5,000 ms. */
     reconnectDelayMs: positiveMs.optional(),
     /** Cap of the exponential reconnect backoff after repeated failures (default 60,000 ms). */
@@ -51,6 +68,13 @@ export const listenerOptionsSchema = z
     fanInPolicy: z.enum(['all', 'any']).optional(),
     /** STAGE_API_URL, default http://localhost:8011. */
     stageApiUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /**
+     * STAGE_API_URLS (`vlm_analyze=http://gpu:8011,vlm_judge=http://gpu:8011`): a base URL per
+     * step; steps not named use stageApiUrl (docs/deployment.md).
+     */
+    stageUrls: z.record(z.string(), z.url({ protocol: /^https?$/ })).optional(),
+    /** Calls in flight per stage base URL, at most (keyed by the URL as written in stageUrls / stageApiUrl). */
+    maxInFlightPerUrl: z.record(z.string(), z.number().int().min(1).max(10_000)).optional(),
     /** STAGE_API_TOKEN; sent as a bearer token when set. */
     stageApiToken: z.string().min(1).optional(),
     /** Per-step timeout / rescue / retry policy. */
@@ -95,6 +119,24 @@ export const listenerOptionsSchema = z
 
 export type JobStateListenerOptions = z.input<typeof listenerOptionsSchema>;
 
+/**
+ * What the plugin uses of a host's pool: pg.Pool's public `connect()` (a client with
+ * `query`, `on` and `release`) and `query()`, whichever copy of `pg` made it.
+ */
+export interface PoolLike {
+  connect(): Promise<import('pg').PoolClient>;
+  query: import('pg').Pool['query'];
+}
+
+export function isPoolLike(v: unknown): v is PoolLike {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as PoolLike).connect === 'function' &&
+    typeof (v as PoolLike).query === 'function'
+  );
+}
+
 /** The options the environment gives (new names only). */
 export type EnvOptions = Pick<
   JobStateListenerOptions,
@@ -108,11 +150,16 @@ export type EnvOptions = Pick<
   | 'stageApiToken'
   | 'instanceId'
   | 'maxInFlight'
+  | 'stageUrls'
 >;
 
 export interface ResolvedConfig {
   enabled: boolean;
   connectionString: string | undefined;
+  /** Whether connectionString is the option (it then wins over a host's @fastify/postgres pool). */
+  connectionStringFromOption: boolean;
+  pool: PoolLike | undefined;
+  pgName: string | undefined;
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
   recoveryIntervalMs: number;
@@ -121,6 +168,8 @@ export interface ResolvedConfig {
   fanInPolicy: 'all' | 'any';
   stageApiUrl: string;
   stageApiToken: string | undefined;
+  stageUrls: Partial<Record<Step, string>>;
+  maxInFlightPerUrl: Record<string, number>;
   stepOverrides: StepPolicyOverrides;
   maxInFlight: number;
   instanceId: string | undefined;
@@ -211,6 +260,8 @@ export function optionsFromEnv(env: Env = process.env): EnvOptions {
     if (!ok) throw new ConfigError(`STAGE_API_URL must be an http(s) URL, got ${JSON.stringify(stage)}`);
     out.stageApiUrl = stage;
   }
+  const urls = raw(env, 'STAGE_API_URLS');
+  if (urls !== undefined) out.stageUrls = parseStageUrls(urls, 'STAGE_API_URLS');
   const token = raw(env, 'STAGE_API_TOKEN');
   if (token !== undefined) out.stageApiToken = token;
   const id = raw(env, 'PIPELINE_INSTANCE_ID');
@@ -220,6 +271,37 @@ export function optionsFromEnv(env: Env = process.env): EnvOptions {
   }
   const inFlight = envInt(env, 'PIPELINE_MAX_IN_FLIGHT', 1, 10_000);
   if (inFlight !== undefined) out.maxInFlight = inFlight;
+  return out;
+}
+
+/**
+ * `step=url,step=url`: a base URL per step. An unknown step, a step without a
+ * stage route, a repeated step or a URL that is not http(s) is an error naming
+ * `source` (the variable or option).
+ */
+export function parseStageUrls(value: string, source: string): Partial<Record<Step, string>> {
+  const out: Partial<Record<Step, string>> = {};
+  for (const part of value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`${source}: expected step=url, got ${JSON.stringify(part)}`);
+    const step = part.slice(0, eq).trim();
+    const url = part.slice(eq + 1).trim();
+    if (!isStep(step) || !AUTOMATIC_STEPS.includes(step)) {
+      throw new ConfigError(`${source}: unknown step ${JSON.stringify(step)} (steps: ${AUTOMATIC_STEPS.join(', ')})`);
+    }
+    if (out[step]) throw new ConfigError(`${source}: step ${step} is given twice`);
+    let ok = false;
+    try {
+      ok = /^https?:$/.test(new URL(url).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new ConfigError(`${source}: the URL of ${step} is not an http(s) URL: ${JSON.stringify(url)}`);
+    out[step] = url;
+  }
   return out;
 }
 
@@ -253,6 +335,12 @@ export function resolveConfig(options: unknown): ResolvedConfig {
   for (const step of Object.keys(o.stepOverrides ?? {})) {
     if (!isStep(step)) throw new ConfigError(`@feedlyai/listener-plugin: option stepOverrides: unknown step ${step}`);
   }
+  const sources = (['connectionString', 'pool', 'pgName'] as const).filter((k) => o[k] !== undefined);
+  if (sources.length > 1) {
+    throw new ConfigError(
+      `@feedlyai/listener-plugin: invalid options: give one of connectionString, pool and pgName, not ${sources.join(' and ')}`,
+    );
+  }
   const deprecations: string[] = [];
   for (const d of DEPRECATED) {
     const v = o[d.old];
@@ -271,6 +359,9 @@ export function resolveConfig(options: unknown): ResolvedConfig {
   return {
     enabled: o.enabled ?? env.enabled ?? true,
     connectionString: o.connectionString ?? env.connectionString,
+    connectionStringFromOption: o.connectionString !== undefined,
+    pool: o.pool,
+    pgName: o.pgName,
     reconnectDelayMs,
     maxReconnectDelayMs: o.maxReconnectDelayMs ?? 60_000,
     recoveryIntervalMs: o.recoveryIntervalMs ?? env.recoveryIntervalMs ?? 60_000,
@@ -278,6 +369,8 @@ export function resolveConfig(options: unknown): ResolvedConfig {
     deadAfterMs: o.deadAfterMs ?? reconnectDelayMs + 5_000,
     fanInPolicy: o.fanInPolicy ?? env.fanInPolicy ?? 'all',
     stageApiUrl: o.stageApiUrl ?? env.stageApiUrl ?? 'http://localhost:8011',
+    stageUrls: checkedStageUrls(o.stageUrls ?? env.stageUrls ?? {}),
+    maxInFlightPerUrl: o.maxInFlightPerUrl ?? {},
     stageApiToken: o.stageApiToken ?? env.stageApiToken,
     stepOverrides: (o.stepOverrides ?? {}) as StepPolicyOverrides,
     maxInFlight: o.maxInFlight ?? env.maxInFlight ?? 64,
@@ -290,4 +383,13 @@ export function resolveConfig(options: unknown): ResolvedConfig {
     metricsRegistry: o.metricsRegistry,
     deprecations,
   };
+}
+
+function checkedStageUrls(urls: Record<string, string>): Partial<Record<Step, string>> {
+  for (const step of Object.keys(urls)) {
+    if (!isStep(step) || !AUTOMATIC_STEPS.includes(step)) {
+      throw new ConfigError(`@feedlyai/listener-plugin: option stageUrls: unknown step ${JSON.stringify(step)}`);
+    }
+  }
+  return urls as Partial<Record<Step, string>>;
 }

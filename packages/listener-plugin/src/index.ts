@@ -3,6 +3,7 @@ export {
   ConfigError,
   type EnvOptions,
   type JobStateListenerOptions,
+  type PoolLike,
   optionsFromEnv,
   listenerOptionsSchema,
   type ResolvedConfig,

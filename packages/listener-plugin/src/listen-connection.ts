@@ -1,8 +1,12 @@
 /**
- * The dedicated LISTEN connection: one pg.Client (never from the pool) with
- * application_name 'job_state_listener', LISTENing on both channels. On error
- * or end it is released and re-made after the reconnect delay with jitter
- * (capped exponential backoff after repeated failures).
+ * The dedicated LISTEN connection, named application_name 'job_state_listener'
+ * and LISTENing on both channels: either its own pg.Client opened from a
+ * connection string, or ONE client checked out of the host's pool and kept
+ * (docs/integration.md). Nothing here reads a pool's or a client's internals,
+ * so a pool from any copy of `pg` works. On error or end the connection is
+ * dropped (a pool client is released with `release(true)`, which destroys it)
+ * and a new one is made after the reconnect delay with jitter (capped
+ * exponential backoff after repeated failures).
  *
  * After every (re)connect the instance registers the connection's backend pid
  * (docs/healing.md, "who claimed what"), then `onConnected` runs (the recovery
@@ -20,8 +24,23 @@ export const VARIANT_CHANNEL = 'job_variant_state_changed';
 export const JOB_CHANNEL = 'job_state_changed';
 export const APPLICATION_NAME = 'job_state_listener';
 
+/** What the LISTEN connection needs of a checked-out client (pg.PoolClient's public surface). */
+export interface ListenPoolClient {
+  query: pg.ClientBase['query'];
+  on: pg.ClientBase['on'];
+  release(destroy?: boolean | Error): void;
+}
+
+/** A pool to check the LISTEN connection out of: any object with pg.Pool's `connect()`. */
+export interface ListenPool {
+  connect(): Promise<ListenPoolClient>;
+}
+
+/** Where the LISTEN connection comes from: its own connection, or one client of the host's pool. */
+export type ListenSource = { connectionString: string } | { pool: ListenPool };
+
 export interface ListenConnectionOptions {
-  clientConfig: pg.ClientConfig;
+  source: ListenSource;
   log: EngineLogger;
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
@@ -48,8 +67,22 @@ export interface ListenConnectionOptions {
 /** Extra peer checks after each (re)connect, ms. */
 const PEER_FOLLOW_UPS_MS = [250, 1000];
 
+/** How long opening the connection (or checking it out of the host's pool) may take. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The client LISTENing, and how to drop it. */
+type Client = Pick<pg.ClientBase, 'query' | 'on'>;
+interface Held {
+  client: Client;
+  /** Drops the connection without waiting for it (safe to call twice). */
+  discard(): void;
+  /** Ends it cleanly, bounded by `ms`. */
+  close(ms: number): Promise<void>;
+}
+
 export class ListenConnection {
-  private client: pg.Client | null = null;
+  private held: Held | null = null;
+  private client: Client | null = null;
   private connected = false;
   private stopping = false;
   private everConnected = false;
@@ -86,18 +119,26 @@ export class ListenConnection {
 
   private async doConnect(): Promise<void> {
     if (this.stopping) return;
-    const client = new pg.Client({
-      connectionTimeoutMillis: 10_000,
-      ...this.o.clientConfig,
-      application_name: APPLICATION_NAME,
-      keepAlive: true,
-    });
+    let held: Held;
+    try {
+      held = await this.open();
+    } catch (err) {
+      this.failed(err);
+      return;
+    }
+    const client = held.client;
+    this.held = held;
     this.client = client;
     client.on('notification', (n) => this.o.onNotification(n.channel, n.payload));
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client, new Error('connection ended')));
     try {
-      await client.connect();
+      if (this.stopping) throw new Error('stopping');
+      if ('pool' in this.o.source) {
+        // A pooled connection keeps the host's name until told otherwise; the name is how
+        // peers and operators find listener connections (pg_stat_activity).
+        await client.query(`SET application_name = '${APPLICATION_NAME}'`);
+      }
       this.o.log.info({ application_name: APPLICATION_NAME }, 'PostgreSQL connected');
       await client.query(`LISTEN ${VARIANT_CHANNEL}`);
       this.o.log.info({ channel: VARIANT_CHANNEL }, `LISTEN '${VARIANT_CHANNEL}' started`);
@@ -116,7 +157,11 @@ export class ListenConnection {
       return;
     }
     if (this.stopping || this.client !== client) {
-      await client.end().catch(() => {});
+      if (this.client === client) {
+        this.client = null;
+        this.held = null;
+      }
+      await held.close(2_000);
       return;
     }
     const reconnect = this.everConnected;
@@ -133,15 +178,93 @@ export class ListenConnection {
       .catch(() => {});
   }
 
-  /** The connection failed or ended: release it and schedule a reconnect (once per client). */
-  private lost(client: pg.Client, err: unknown): void {
-    if (this.client !== client) return;
-    this.client = null;
-    this.connected = false;
-    this.stopLiveness();
-    destroy(client);
+  /**
+   * A new connection: its own client from the connection string, or one client checked out
+   * of the host's pool (bounded by CONNECT_TIMEOUT_MS; one that arrives later goes back).
+   */
+  private async open(): Promise<Held> {
+    const source = this.o.source;
+    if ('connectionString' in source) {
+      const client = new pg.Client({
+        connectionString: source.connectionString,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        application_name: APPLICATION_NAME,
+        keepAlive: true,
+      });
+      // Until doConnect() attaches its own: a failed connect must not be an unhandled 'error'.
+      const early = () => {};
+      client.on('error', early);
+      try {
+        await client.connect();
+      } catch (err) {
+        client.end().catch(() => {});
+        throw err;
+      } finally {
+        client.off('error', early);
+      }
+      // end() destroys the socket when a query hangs on it (a dead connection).
+      return {
+        client,
+        discard: () => {
+          client.end().catch(() => {});
+        },
+        close: (ms) => bounded(client.end(), ms),
+      };
+    }
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    const checkout = source.pool.connect();
+    const poolClient = await Promise.race([
+      checkout,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          timedOut = true;
+          reject(new Error(`no connection from the pool within ${CONNECT_TIMEOUT_MS} ms`));
+        }, CONNECT_TIMEOUT_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (timedOut)
+      checkout.then(
+        (c) => c.release(),
+        () => {},
+      );
+    let released = false;
+    // release(true) destroys the connection instead of handing a LISTENing, renamed
+    // connection back to the host's pool.
+    const discard = () => {
+      if (released) return;
+      released = true;
+      poolClient.release(true);
+    };
+    return {
+      client: poolClient,
+      discard,
+      close: async () => discard(),
+    };
+  }
+
+  /** Opening a connection failed: schedule the next attempt. */
+  private failed(err: unknown): void {
     if (this.stopping) return;
     this.o.onLost?.(err);
+    this.scheduleReconnect(err);
+  }
+
+  /** The connection failed or ended: drop it and schedule a reconnect (once per client). */
+  private lost(client: Client, err: unknown): void {
+    if (this.client !== client) return;
+    const held = this.held;
+    this.client = null;
+    this.held = null;
+    this.connected = false;
+    this.stopLiveness();
+    held?.discard();
+    if (this.stopping) return;
+    this.o.onLost?.(err);
+    this.scheduleReconnect(err);
+  }
+
+  private scheduleReconnect(err: unknown): void {
     this.failures++;
     const base = Math.min(this.o.maxReconnectDelayMs, this.o.reconnectDelayMs * 2 ** Math.max(0, this.failures - 1));
     const random = this.o.random ?? Math.random;
@@ -159,7 +282,7 @@ export class ListenConnection {
     }, delay);
   }
 
-  private startLiveness(client: pg.Client): void {
+  private startLiveness(client: Client): void {
     this.stopLiveness();
     const check = () => {
       if (this.livenessBusy || this.client !== client) return;
@@ -187,7 +310,7 @@ export class ListenConnection {
   }
 
   /** The liveness query: also reports the live listener connections (peers) and the dead instances. */
-  private async checkPeers(client: pg.Client): Promise<void> {
+  private async checkPeers(client: Client): Promise<void> {
     const o = await observeInstances(client, this.o.deadAfterMs);
     if (this.client !== client) return;
     this.o.onPeers?.(o.self, o.pids);
@@ -209,26 +332,24 @@ export class ListenConnection {
     this.stopLiveness();
     if (this.connecting) await this.connecting.catch(() => {});
     const client = this.client;
+    const held = this.held;
     this.client = null;
+    this.held = null;
     this.connected = false;
-    if (!client) return;
-    let timer: NodeJS.Timeout | undefined;
-    const bounded = (p: Promise<unknown>) =>
-      Promise.race([
-        p,
-        new Promise((r) => {
-          timer = setTimeout(r, 2_000);
-        }),
-      ]).finally(() => clearTimeout(timer));
-    await bounded(client.query('UNLISTEN *')).catch(() => {});
-    await bounded(client.end()).catch(() => {});
-    destroy(client);
+    if (!client || !held) return;
+    await bounded(client.query('UNLISTEN *'), 2_000).catch(() => {});
+    await held.close(2_000).catch(() => {});
+    held.discard();
   }
 }
 
-/** Drops the socket of a client that may be dead (end() could wait forever on it). */
-function destroy(client: pg.Client): void {
-  const stream = (client as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream;
-  client.end().catch(() => {});
-  stream?.destroy?.();
+/** Waits for `p` at most `ms` (its outcome is ignored). */
+async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p.catch(() => {}),
+    new Promise((r) => {
+      timer = setTimeout(r, ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

@@ -1,8 +1,11 @@
 /**
  * @feedlyai/listener-plugin: LISTEN/NOTIFY driven, exactly-once triggering of
  * the pipeline on a Fastify 5 host's lifecycle. Starts on onReady, stops on
- * onClose; the claims, fan-in, retries and recovery live in pipeline-core's
- * engine.
+ * preClose (before the host's own plugins, such as @fastify/postgres, close
+ * their pools); the claims, fan-in, retries and recovery live in
+ * pipeline-core's engine. It decorates the host with `jobStateListener` only,
+ * and finds its database when the host is ready, so it registers in any order
+ * with the host's other plugins (docs/integration.md).
  */
 import {
   createPipelineEngine,
@@ -14,13 +17,23 @@ import {
   type RecoverResult,
   redactUrl,
 } from '@feedlyai/pipeline-core';
-import fastifySchedule from '@fastify/schedule';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import pg from 'pg';
-import { AsyncTask, SimpleIntervalJob } from 'toad-scheduler';
-import { type JobStateListenerOptions, type ResolvedConfig, resolveConfig } from './config.js';
-import { APPLICATION_NAME, JOB_CHANNEL, ListenConnection, VARIANT_CHANNEL } from './listen-connection.js';
+import {
+  isPoolLike,
+  type JobStateListenerOptions,
+  type PoolLike,
+  type ResolvedConfig,
+  resolveConfig,
+} from './config.js';
+import {
+  APPLICATION_NAME,
+  JOB_CHANNEL,
+  ListenConnection,
+  type ListenSource,
+  VARIANT_CHANNEL,
+} from './listen-connection.js';
 import { registerMetrics } from './metrics.js';
 
 export interface JobStateListenerStatus extends Partial<EngineStatus> {
@@ -44,8 +57,6 @@ declare module 'fastify' {
   }
 }
 
-const RECOVERY_JOB_ID = 'feedlyai-job-state-listener-recovery';
-
 function disabledListener(): JobStateListener {
   const self: JobStateListener = {
     status: () => ({ enabled: false, connected: false, lastNotificationAt: null, reconnects: 0 }),
@@ -56,15 +67,52 @@ function disabledListener(): JobStateListener {
   return self;
 }
 
-function clientConfigFrom(cfg: ResolvedConfig, hostPool: pg.Pool | undefined): pg.ClientConfig {
-  if (cfg.connectionString) return { connectionString: cfg.connectionString };
-  if (hostPool) {
-    const { max: _max, idleTimeoutMillis: _i, ...rest } = (hostPool as unknown as { options: pg.PoolConfig }).options;
-    return rest as pg.ClientConfig;
+/** Where the plugin's database is: a pool (the host's) or a connection string (its own pool). */
+type Database = { pool: PoolLike; label: string } | { connectionString: string; label: string };
+
+/**
+ * Finds the database when the host is ready (docs/integration.md): the `pool` option, else the
+ * `pgName` registration of @fastify/postgres, else the `connectionString` option, else the host's
+ * default @fastify/postgres pool, else DATABASE_URL / DB_*. Looked up at onReady, so
+ * @fastify/postgres may be registered before or after this plugin.
+ */
+function findDatabase(fastify: FastifyInstance, cfg: ResolvedConfig): Database {
+  if (cfg.pool) return { pool: cfg.pool, label: 'the pool option' };
+  const pgDecorator = fastify.hasDecorator('pg')
+    ? (fastify as unknown as { pg: Record<string, unknown> }).pg
+    : undefined;
+  if (cfg.pgName !== undefined) {
+    const named = (pgDecorator?.[cfg.pgName] as { pool?: unknown } | undefined)?.pool;
+    if (!isPoolLike(named)) {
+      throw new Error(
+        `@feedlyai/listener-plugin: option pgName: no @fastify/postgres registration named '${cfg.pgName}' (register @fastify/postgres with { name: '${cfg.pgName}' })`,
+      );
+    }
+    return { pool: named, label: `host @fastify/postgres pool '${cfg.pgName}'` };
   }
+  if (cfg.connectionString && cfg.connectionStringFromOption) {
+    return { connectionString: cfg.connectionString, label: redactUrl(cfg.connectionString) };
+  }
+  const hostDefault = pgDecorator?.pool;
+  if (isPoolLike(hostDefault)) return { pool: hostDefault, label: 'host @fastify/postgres pool' };
+  if (cfg.connectionString) return { connectionString: cfg.connectionString, label: redactUrl(cfg.connectionString) };
   throw new Error(
-    '@feedlyai/listener-plugin: no database configured: set DATABASE_URL (or DB_HOST...), the connectionString option, or register @fastify/postgres first',
+    '@feedlyai/listener-plugin: no database configured: set DATABASE_URL (or DB_HOST...), the connectionString or pool option, or register @fastify/postgres',
   );
+}
+
+/**
+ * The engine is made at registration (so that invalid options fail there), before the host's
+ * pool may exist: it talks to whichever pool onReady binds, through pg.Pool's public connect()
+ * and query().
+ */
+function boundPool(get: () => PoolLike): pg.Pool {
+  const bound: Pick<pg.Pool, 'connect' | 'query'> = {
+    connect: (() => get().connect()) as pg.Pool['connect'],
+    query: ((...args: Parameters<pg.Pool['query']>) =>
+      (get().query as (...a: unknown[]) => unknown)(...args)) as pg.Pool['query'],
+  };
+  return bound as pg.Pool;
 }
 
 /** Checks out every idle connection of the pool and destroys it (the next queries connect afresh). */
@@ -94,26 +142,21 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
     return;
   }
 
-  const hostPool = fastify.hasDecorator('pg') ? (fastify as unknown as { pg: { pool: pg.Pool } }).pg.pool : undefined;
-  const clientConfig = clientConfigFrom(cfg, cfg.connectionString ? undefined : hostPool);
-  const ownPool = hostPool
-    ? null
-    : new pg.Pool({
-        ...clientConfig,
-        max: cfg.poolMax,
-        application_name: `${APPLICATION_NAME}_dispatch`,
-        keepAlive: true,
-        // A query on a connection that died silently must not hold a pool slot forever.
-        query_timeout: 60_000,
-      });
-  ownPool?.on('error', (err) => log.warn({ err: err.message }, 'listener error: idle pool connection failed'));
-  const pool = hostPool ?? (ownPool as pg.Pool);
+  // Bound at onReady (findDatabase); until then nothing talks to the database.
+  let pool: PoolLike | null = null;
+  let ownPool: pg.Pool | null = null;
+  const enginePool = boundPool(() => {
+    if (!pool) throw new Error('@feedlyai/listener-plugin: not started yet (the host is not ready)');
+    return pool;
+  });
 
   let engine: PipelineEngine;
   try {
     engine = createPipelineEngine({
-      pool,
+      pool: enginePool,
       stageApiUrl: cfg.stageApiUrl,
+      stageUrls: cfg.stageUrls,
+      maxInFlightPerUrl: cfg.maxInFlightPerUrl,
       stageApiToken: cfg.stageApiToken,
       instanceId: cfg.instanceId,
       logger: log,
@@ -125,7 +168,6 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       deadAfterMs: cfg.deadAfterMs,
     });
   } catch (err) {
-    await ownPool?.end().catch(() => {});
     throw new Error(`@feedlyai/listener-plugin: invalid options: ${(err as Error).message}`);
   }
 
@@ -135,53 +177,61 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       return undefined;
     });
 
-  const connection = new ListenConnection({
-    clientConfig,
-    log,
-    reconnectDelayMs: cfg.reconnectDelayMs,
-    maxReconnectDelayMs: cfg.maxReconnectDelayMs,
-    livenessIntervalMs: cfg.livenessIntervalMs,
-    livenessTimeoutMs: cfg.livenessTimeoutMs,
-    onNotification: (channel, payload) => {
-      const p =
-        channel === VARIANT_CHANNEL
-          ? engine.handleVariantNotification(payload)
-          : channel === JOB_CHANNEL
-            ? engine.handleJobNotification(payload)
-            : null;
-      p?.catch((err: unknown) => log.error({ err: (err as Error).message, channel }, 'listener error'));
-    },
-    // The pool's idle connections share the LISTEN connection's network path: a path that died
-    // silently would leave them hanging until query_timeout, so the plugin's own pool drops them.
-    onLost: () => {
-      void engine.setListenerConnected(false);
-      if (ownPool) void dropIdleConnections(ownPool);
-    },
-    instanceId: engine.instanceId,
-    deadAfterMs: cfg.deadAfterMs,
-    onRegistered: () => engine.setListenerConnected(true),
-    onInstances: (o) => engine.onInstances(o),
-    onPeers: (self, pids) => engine.setPeers(String(self), pids.map(String)),
-    // Awaited: `fastify.ready()` resolves once the startup sweep has run, or has put as much of
-    // the work it found in motion as there are slots (a large backlog follows as slots free,
-    // instead of holding the host's boot).
-    onConnected: async (reconnect) => {
-      const why = reconnect ? 'reconnect sweep' : 'startup sweep';
-      await engine.recoverUntilBusy({ fresh: true }).catch((err: unknown) => {
-        log.error({ err: (err as Error).message, why }, 'listener error: recovery failed');
-      });
-    },
-  });
+  const listenConnection = (source: ListenSource) =>
+    new ListenConnection({
+      source,
+      log,
+      reconnectDelayMs: cfg.reconnectDelayMs,
+      maxReconnectDelayMs: cfg.maxReconnectDelayMs,
+      livenessIntervalMs: cfg.livenessIntervalMs,
+      livenessTimeoutMs: cfg.livenessTimeoutMs,
+      onNotification: (channel, payload) => {
+        const p =
+          channel === VARIANT_CHANNEL
+            ? engine.handleVariantNotification(payload)
+            : channel === JOB_CHANNEL
+              ? engine.handleJobNotification(payload)
+              : null;
+        p?.catch((err: unknown) => log.error({ err: (err as Error).message, channel }, 'listener error'));
+      },
+      // The pool's idle connections share the LISTEN connection's network path: a path that died
+      // silently would leave them hanging until query_timeout, so the plugin's own pool drops them.
+      onLost: () => {
+        void engine.setListenerConnected(false);
+        if (ownPool) void dropIdleConnections(ownPool);
+      },
+      instanceId: engine.instanceId,
+      deadAfterMs: cfg.deadAfterMs,
+      onRegistered: () => engine.setListenerConnected(true),
+      onInstances: (o) => engine.onInstances(o),
+      onPeers: (self, pids) => engine.setPeers(String(self), pids.map(String)),
+      // Awaited: `fastify.ready()` resolves once the startup sweep has run, or has put as much of
+      // the work it found in motion as there are slots (a large backlog follows as slots free,
+      // instead of holding the host's boot).
+      onConnected: async (reconnect) => {
+        const why = reconnect ? 'reconnect sweep' : 'startup sweep';
+        await engine.recoverUntilBusy({ fresh: true }).catch((err: unknown) => {
+          log.error({ err: (err as Error).message, why }, 'listener error: recovery failed');
+        });
+      },
+    });
 
-  if (!fastify.hasDecorator('scheduler')) await fastify.register(fastifySchedule);
-
-  let firstRecoveryTimer: NodeJS.Timeout | null = null;
+  let connection: ListenConnection | null = null;
+  // The periodic recovery: a plain timer of the plugin's own (the host's @fastify/schedule, if
+  // any, is left alone), re-armed after each run so that runs never overlap.
+  let recoveryTimer: NodeJS.Timeout | null = null;
   let started = false;
+  let stopped = false;
 
   const api: JobStateListener = {
     status: () => {
       const s = engine.status();
-      return { ...s, enabled: true, connected: connection.isConnected, reconnects: connection.reconnects };
+      return {
+        ...s,
+        enabled: true,
+        connected: connection?.isConnected ?? false,
+        reconnects: connection?.reconnects ?? 0,
+      };
     },
     recover: (scope) => engine.recover({ ...scope, fresh: true }),
     on: (event, listener) => {
@@ -205,13 +255,42 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
     registerMetrics(prom, cfg.metricsRegistry, api);
   }
 
+  const scheduleRecovery = (delayMs: number) => {
+    recoveryTimer = setTimeout(() => {
+      recoveryTimer = null;
+      void runRecovery('periodic').finally(() => {
+        if (!stopped) scheduleRecovery(cfg.recoveryIntervalMs);
+      });
+    }, delayMs);
+  };
+
   fastify.addHook('onReady', async () => {
+    if (stopped) return;
+    const db = findDatabase(fastify as FastifyInstance, cfg);
+    let source: ListenSource;
+    if ('pool' in db) {
+      pool = db.pool;
+      source = { pool: db.pool };
+    } else {
+      ownPool = new pg.Pool({
+        connectionString: db.connectionString,
+        max: cfg.poolMax,
+        application_name: `${APPLICATION_NAME}_dispatch`,
+        keepAlive: true,
+        // A query on a connection that died silently must not hold a pool slot forever.
+        query_timeout: 60_000,
+      });
+      ownPool.on('error', (err) => log.warn({ err: err.message }, 'listener error: idle pool connection failed'));
+      pool = ownPool;
+      source = { connectionString: db.connectionString };
+    }
+    connection = listenConnection(source);
     started = true;
     log.info(
       {
         instance_id: engine.instanceId,
         stage_api_url: cfg.stageApiUrl,
-        database: cfg.connectionString ? redactUrl(cfg.connectionString) : 'host @fastify/postgres pool',
+        database: db.label,
         fan_in_policy: cfg.fanInPolicy,
         recovery_interval_ms: cfg.recoveryIntervalMs,
         recovery_window_hours: cfg.recoveryWindowHours,
@@ -221,49 +300,33 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       'job state listener starting',
     );
     await connection.start();
-    // Periodic recovery; the first run at a random moment within the interval
-    // so that many instances started together do not sweep together.
-    const scheduler = (fastify as FastifyInstance).scheduler;
-    firstRecoveryTimer = setTimeout(
-      () => {
-        firstRecoveryTimer = null;
-        void runRecovery('periodic');
-        const task = new AsyncTask(
-          'job-state-listener-recovery',
-          async () => {
-            await runRecovery('periodic');
-          },
-          (err) => log.error({ err: err.message }, 'listener error: recovery failed'),
-        );
-        if (!scheduler.existsById(RECOVERY_JOB_ID)) {
-          scheduler.addSimpleIntervalJob(
-            new SimpleIntervalJob({ milliseconds: cfg.recoveryIntervalMs }, task, {
-              id: RECOVERY_JOB_ID,
-              preventOverrun: true,
-            }),
-          );
-        }
-      },
-      Math.round(Math.random() * cfg.recoveryIntervalMs),
-    );
+    // The first periodic run at a random moment within the interval, so that many
+    // instances started together do not sweep together.
+    if (!stopped) scheduleRecovery(Math.round(Math.random() * cfg.recoveryIntervalMs));
   });
 
-  fastify.addHook('onClose', async (instance) => {
-    if (firstRecoveryTimer) clearTimeout(firstRecoveryTimer);
-    firstRecoveryTimer = null;
-    const scheduler = (instance as FastifyInstance).scheduler;
-    if (scheduler?.existsById(RECOVERY_JOB_ID)) scheduler.removeById(RECOVERY_JOB_ID);
-    await connection.stop();
+  // preClose, not onClose: the host's own plugins close in their onClose hooks, and a host's
+  // @fastify/postgres registered after this plugin would otherwise end its pool (waiting for
+  // the LISTEN client checked out of it) before this plugin let go of it.
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    if (recoveryTimer) clearTimeout(recoveryTimer);
+    recoveryTimer = null;
+    await connection?.stop();
     await engine.close({ graceMs: cfg.closeGraceMs });
     // A clean stop: peers re-dispatch what this instance leaves queued at once, not after deadAfterMs.
     if (started) {
-      await deregisterInstance(pool, engine.instanceId).catch((err: unknown) =>
+      await deregisterInstance(enginePool, engine.instanceId).catch((err: unknown) =>
         log.warn({ err: (err as Error).message }, 'could not remove the instance registration'),
       );
     }
     if (ownPool) await ownPool.end().catch(() => {});
     if (started) log.info({ instance_id: engine.instanceId }, 'job state listener stopped');
-  });
+  };
+  fastify.addHook('preClose', stop);
+  // A host that fails to boot closes without preClose.
+  fastify.addHook('onClose', stop);
 };
 
 /** The Fastify plugin (default export and `jobStateListener`). */

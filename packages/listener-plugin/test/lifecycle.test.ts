@@ -137,13 +137,14 @@ t.test('environment variables are read, options override them', async (t) => {
   });
 });
 
-t.test("uses the host's @fastify/postgres pool and @fastify/schedule when registered", async (t) => {
+t.test("uses the host's @fastify/postgres pool and leaves the host's @fastify/schedule alone", async (t) => {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
   const app = Fastify();
   await app.register(fastifyPostgres, { connectionString: db.url });
   await app.register(fastifySchedule);
-  await app.register(jobStateListener, { ...FAST, stageApiUrl: stage.url });
+  // The plugin's own recovery timer; shortened to see it run twice.
+  await app.register(jobStateListener, { ...FAST, stageApiUrl: stage.url, recoveryIntervalMs: 200 });
   await app.ready();
   await waitFor(() => app.jobStateListener.status().connected, { timeoutMs: 30_000 });
   const s = await seedJob(db.pool, { variants: 1 });
@@ -153,7 +154,16 @@ t.test("uses the host's @fastify/postgres pool and @fastify/schedule when regist
     `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'job_state_listener_dispatch'`,
   );
   t.equal(own.rows[0].n, 0, 'no pool of its own: the host pool dispatches');
-  t.ok(app.scheduler.existsById('feedlyai-job-state-listener-recovery') || true);
+  const runs = app.jobStateListener.status().recoveryRuns ?? 0;
+  await waitFor(() => (app.jobStateListener.status().recoveryRuns ?? 0) >= runs + 2, {
+    timeoutMs: 30_000,
+    message: 'periodic recovery runs on the plugin timer',
+  });
+  t.same(
+    app.scheduler.getAllJobs().map((j) => j.id),
+    [],
+    "nothing added to the host's scheduler",
+  );
   await app.close();
   await waitFor(async () => (await listenerConnections()) === 0, { timeoutMs: 10_000 });
   t.pass('closed with the host');
