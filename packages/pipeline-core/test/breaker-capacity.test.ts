@@ -162,3 +162,38 @@ t.test('capacity: waiters in FIFO order, notifications bounded and deduplicated 
   t.ok(dropped, 'a cleared waiter is told');
   h2?.release();
 });
+
+t.test('capacity: a per-step and a per-URL limit inside the total', async (t) => {
+  const gpu = breaker();
+  const cpu = breaker();
+  t.teardown(() => {
+    gpu.b.dispose();
+    cpu.b.dispose();
+  });
+  const urlOf = (step: string) => (step === 'vlm_analyze' || step === 'vlm_judge' ? 'http://gpu' : 'http://cpu');
+  const cap = new Capacity(
+    10,
+    (step) => [urlOf(step) === 'http://gpu' ? gpu.b : cpu.b],
+    urlOf,
+    () => false,
+    100,
+    {
+      perStep: (step) => (step === 'vlm_analyze' ? 2 : undefined),
+      perUrl: (url) => (url === 'http://gpu' ? 3 : undefined),
+    },
+  );
+  const a1 = cap.take('vlm_analyze');
+  const a2 = cap.take('vlm_analyze');
+  t.equal(cap.free('vlm_analyze'), 0, 'the step limit (2)');
+  t.equal(cap.take('vlm_analyze'), null);
+  t.equal(cap.free('vlm_judge'), 1, 'the GPU URL limit (3) leaves one for the other GPU step');
+  const j = cap.take('vlm_judge');
+  t.equal(cap.free('vlm_judge'), 0, 'GPU URL full');
+  t.equal(cap.free('ocr_eval'), 6, 'the CPU steps keep the rest of the total (10 - 4)');
+  t.equal(cap.inUseBy('vlm_analyze'), 2);
+  a1?.release();
+  t.equal(cap.free('vlm_analyze'), 1);
+  a2?.release();
+  j?.release();
+  t.equal(cap.inUse, 0);
+});

@@ -251,6 +251,8 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   private disconnectedAt: number | null = null;
   /** Dead instances whose rows this instance already looked for. */
   private deadSeen = new Set<string>();
+  /** Moving average of notification -> claim answered, ms (ownership's patience). */
+  private claimLatencyMs = 0;
 
   constructor(opts: PipelineEngineOptions) {
     super();
@@ -379,7 +381,11 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
         },
       },
     });
-    this.ownership = new Ownership(opts.claimDelayMs ?? 2000);
+    const claimDelayMs = opts.claimDelayMs ?? 2000;
+    // A non-owner waits at least claimDelayMs, and 4x this instance's own recent notification-to-claim
+    // time: when claims take seconds (a saturated machine), the owner's do too, and racing it only
+    // adds losing statements.
+    this.ownership = new Ownership(claimDelayMs, () => (claimDelayMs === 0 ? 0 : 4 * this.claimLatencyMs));
     this.claims = new ClaimBatcher((items) =>
       claimVariants(this.pool, { items, trigger: 'notify', instanceId: this.instanceId }),
     );
@@ -460,6 +466,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       '[LISTENER] Job Variant state change detected',
     );
     const key = `v:${p.job_variants_id}`;
+    const receivedAt = performance.now();
     this.ownership.noteProgress(key, p.current_step, p.status);
     const prev = p.current_step;
     if (p.status === 'done') {
@@ -469,6 +476,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
           jobKey,
           (step, status) => !isJobLevel(step) && status !== 'failed',
           () => this.withSlot(FAN_IN_TO, jobKey, (slot) => this.tryFanIn(p.job_id, 'notify', slot)),
+          () => this.capacity.free(FAN_IN_TO) > 0,
         );
       }
       const next = variantSuccessor(prev);
@@ -478,12 +486,14 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
           (step, status) => step === prev && status === 'done',
           () =>
             this.withSlot(next, key, (slot) =>
-              this.claimWith(slot, () => this.claims.add({ jobVariantsId: p.job_variants_id, prev }), {
-                job_id: p.job_id,
-                job_variants_id: p.job_variants_id,
-                step: next,
-              }),
+              this.claimWith(
+                slot,
+                () => this.claims.add({ jobVariantsId: p.job_variants_id, prev }),
+                { job_id: p.job_id, job_variants_id: p.job_variants_id, step: next },
+                receivedAt,
+              ),
             ),
+          () => this.capacity.free(next) > 0,
         );
       }
       return Promise.resolve();
@@ -660,6 +670,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     slot: Slot,
     claim: () => Promise<ClaimedStep | null>,
     context: Record<string, unknown>,
+    receivedAt?: number,
   ): Promise<ClaimedStep | null> {
     let claimed: ClaimedStep | null;
     try {
@@ -668,6 +679,10 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       slot.release();
       this.durable.noteError(err);
       throw err;
+    }
+    if (receivedAt !== undefined) {
+      const ms = performance.now() - receivedAt;
+      this.claimLatencyMs = this.claimLatencyMs === 0 ? ms : 0.9 * this.claimLatencyMs + 0.1 * ms;
     }
     if (!claimed) {
       slot.release();

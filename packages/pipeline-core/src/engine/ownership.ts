@@ -13,6 +13,8 @@ interface Deferred {
   stillDue: (step: Step, status: Status) => boolean;
   timer: NodeJS.Timeout;
   run: () => unknown;
+  /** Whether this instance has a free slot for the claim now (a non-owner's claim never waits for one). */
+  canRun: () => boolean;
 }
 
 export class Ownership {
@@ -26,7 +28,18 @@ export class Ownership {
   /** Deferred claims dropped because a notification showed the owner moved the subject on. */
   dropped = 0;
 
-  constructor(private readonly claimDelayMs: number) {
+  /** Deferred claims postponed because this instance had no free slot when their delay ran out. */
+  postponed = 0;
+
+  /**
+   * @param claimDelayMs the least a non-owner waits before claiming itself.
+   * @param delayMs the wait actually used (at least claimDelayMs; the engine
+   *   stretches it while claims are slow, so that a busy owner is not raced).
+   */
+  constructor(
+    private readonly claimDelayMs: number,
+    private readonly delayMs: () => number = () => claimDelayMs,
+  ) {
     if (!(claimDelayMs >= 0)) throw new Error(`claimDelayMs must be >= 0: ${claimDelayMs}`);
   }
 
@@ -72,22 +85,43 @@ export class Ownership {
 
   /**
    * Runs `run` now when this instance owns `key` (resolving when it does),
-   * else after the delay unless the subject moves on (resolving at once).
+   * else after the delay unless the subject moves on (resolving at once). When
+   * the delay runs out while this instance has no free slot (`canRun` false),
+   * the claim waits another delay instead of queueing behind the owner's work.
    */
-  claimOrDefer(key: string, stillDue: Deferred['stillDue'], run: () => Promise<void>): Promise<void> {
+  claimOrDefer(
+    key: string,
+    stillDue: Deferred['stillDue'],
+    run: () => Promise<void>,
+    canRun: () => boolean = () => true,
+  ): Promise<void> {
     if (this.owns(key)) return run();
     this.deferredCount++;
     const earlier = this.deferred.get(key);
     if (earlier) clearTimeout(earlier.timer);
-    const timer = setTimeout(() => {
-      // Timers run before pending I/O in an event-loop turn: let notifications already
-      // received (the owner's claim among them) be handled first, then decide.
-      setImmediate(() => {
-        if (this.deferred.get(key)?.timer === timer) this.runNow(key);
-      });
-    }, this.claimDelayMs);
-    this.deferred.set(key, { stillDue, timer, run });
+    this.deferred.set(key, { stillDue, timer: this.arm(key), run, canRun });
     return Promise.resolve();
+  }
+
+  private arm(key: string): NodeJS.Timeout {
+    const timer: NodeJS.Timeout = setTimeout(
+      () => {
+        // Timers run before pending I/O in an event-loop turn: let notifications already
+        // received (the owner's claim among them) be handled first, then decide.
+        setImmediate(() => {
+          const d = this.deferred.get(key);
+          if (d?.timer !== timer) return;
+          if (!d.canRun()) {
+            this.postponed++;
+            d.timer = this.arm(key);
+            return;
+          }
+          this.runNow(key);
+        });
+      },
+      Math.max(this.claimDelayMs, this.delayMs()),
+    );
+    return timer;
   }
 
   /** A notification about `key`: drops a deferred claim it shows to be done by someone else. */
