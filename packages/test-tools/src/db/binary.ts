@@ -42,7 +42,7 @@ export async function findEmbeddedBinary(o: BinaryLookup = {}): Promise<BinaryFo
   try {
     mod = await (o.load ?? ((p: string) => import(p)))(pkg);
   } catch {
-    return { found: false, reason: `${pkg} is not installed (an optional dependency)` };
+    return { found: false, reason: `${pkg} is not installed` };
   }
   const postgres = (mod as { postgres?: unknown }).postgres;
   if (typeof postgres !== 'string' || !existsSync(postgres)) {
@@ -54,7 +54,7 @@ export async function findEmbeddedBinary(o: BinaryLookup = {}): Promise<BinaryFo
 /** The message of a command that needs a database and has neither DATABASE_URL nor a binary. */
 export function noEmbeddedBinaryMessage(reason: string): string {
   return (
-    `no embedded PostgreSQL on this machine (${reason}): ` +
+    `no embedded PostgreSQL on this machine: ${reason}; ` +
     'set DATABASE_URL (or DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD) to a PostgreSQL server'
   );
 }
