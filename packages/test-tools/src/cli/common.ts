@@ -3,7 +3,7 @@
  * streams (injectable so tests can run a command in-process), the database
  * connection with its one-line error, and argument validation helpers.
  */
-import { databaseUrlFromEnv, redactUrl } from '@feedlyai/pipeline-core';
+import { databaseUrlFromEnv, LATEST_MIGRATION, redactUrl } from '@feedlyai/pipeline-core';
 import { type Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
 
@@ -21,6 +21,8 @@ export interface CliIo {
   rawOut(text: string): void;
   rawErr(text: string): void;
   env: NodeJS.ProcessEnv;
+  /** Where `.env` is looked for (default: the process's current directory). */
+  cwd?: string;
   /** True when stdout is a terminal (the monitor redraws in place). */
   isTTY: boolean;
   stdout: NodeJS.WritableStream;
@@ -35,6 +37,7 @@ export function processIo(signal: AbortSignal): CliIo {
     rawOut: (t) => process.stdout.write(t),
     rawErr: (t) => process.stderr.write(t),
     env: process.env,
+    cwd: process.cwd(),
     // A terminal without a size (rows 0: some CI ptys) cannot be redrawn in place.
     isTTY: Boolean(process.stdout.isTTY) && (process.stdout.rows ?? 0) > 0,
     stdout: process.stdout,
@@ -106,15 +109,45 @@ export async function openPool(url: string, opts: { max?: number; connectTimeout
   return pool;
 }
 
-/** Opens the pool, runs `fn`, always closes the pool. */
+/** The one line a command prints on a database without our schema (exit 1). */
+export const NOT_MIGRATED = 'database not migrated: run feedly-pipeline migrate';
+
+/** Whether an error is PostgreSQL's "relation does not exist" (SQLSTATE 42P01). */
+export function isUndefinedTable(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '42P01';
+}
+
+/**
+ * Checks the migrations table before a command touches our tables: missing
+ * (a fresh database, or the API server's before its first migration), or
+ * behind this CLI's schema, is a CliFailure that says to migrate.
+ */
+export async function requireMigrated(db: Pick<pg.Pool, 'query'>): Promise<void> {
+  const t = await db.query<{ present: boolean }>("SELECT to_regclass('feedly_migrations') IS NOT NULL AS present");
+  if (!t.rows[0]?.present) throw new CliFailure(NOT_MIGRATED);
+  const r = await db.query<{ id: number | null }>('SELECT max(id) AS id FROM feedly_migrations');
+  const current = r.rows[0]?.id ?? 0;
+  if (current < LATEST_MIGRATION) {
+    throw new CliFailure(
+      `database not migrated: its schema is at migration ${current}, this feedly-pipeline needs ${LATEST_MIGRATION}: run feedly-pipeline migrate`,
+    );
+  }
+}
+
+/**
+ * Opens the pool, checks the schema (unless `requireSchema` is false: migrate
+ * itself), runs `fn`, always closes the pool.
+ */
 export async function withDatabase<T>(
   opts: DbOptions,
   io: CliIo,
   fn: (pool: pg.Pool, url: string) => Promise<T>,
+  o: { requireSchema?: boolean } = {},
 ): Promise<T> {
   const url = resolveDatabaseUrl(opts, io.env);
   const pool = await openPool(url);
   try {
+    if (o.requireSchema !== false) await requireMigrated(pool);
     return await fn(pool, url);
   } finally {
     await pool.end().catch(() => {});

@@ -5,11 +5,24 @@
  *
  * Exit codes: 0 success, 1 failure (one line on stderr, no stack trace unless
  * FEEDLY_DEBUG=1), 2 bad arguments (the error and a usage line on stderr).
+ * Every command reads `.env` (or `--env-file PATH`) under the environment
+ * before it runs (docs/cli.md).
  */
+import { EnvFileError, loadEnv } from '@feedlyai/pipeline-core';
 import { Command, CommanderError } from 'commander';
 import { analyzeCommand } from './analyze.js';
 import { cancelCommand } from './cancel.js';
-import { CliFailure, type CliIo, type CommandContext, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './common.js';
+import {
+  CliFailure,
+  type CliIo,
+  type CommandContext,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  isUndefinedTable,
+  NOT_MIGRATED,
+} from './common.js';
+import { listenCommand } from './listen.js';
 import { migrateCommand } from './migrate.js';
 import { monitorCommand } from './monitor.js';
 import { retryCommand } from './retry.js';
@@ -29,6 +42,7 @@ const SUMMARIES: Record<string, string> = {
   'verify-trigger': 'img_gen trigger test for one variant',
   monitor: 'live view of one job',
   analyze: 'result analyzer (text, --json, --html)',
+  listen: 'run the job state listener on its own (for an API server that is not Fastify)',
 };
 
 export function buildProgram(ctx: CommandContext): Command {
@@ -47,8 +61,21 @@ export function buildProgram(ctx: CommandContext): Command {
       'after',
       `
 Database: --database-url, else DATABASE_URL, else DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD.
-Exit codes: 0 ok, 1 failure, 2 bad arguments.`,
-    );
+Environment: ./.env when present, or --env-file PATH (or ENV_FILE=PATH); variables already set win.
+Exit codes: 0 ok, 1 failure, 2 bad arguments.
+Documentation: docs/cli.md.`,
+    )
+    // Before any command runs: the env file under the environment (docs/cli.md, "Environment files").
+    .hook('preAction', (_program, actionCommand) => {
+      const file = actionCommand.opts<{ envFile?: string }>().envFile ?? (ctx.io.env.ENV_FILE?.trim() || undefined);
+      try {
+        const loaded = loadEnv({ file, cwd: ctx.io.cwd ?? process.cwd(), env: ctx.io.env });
+        ctx.io = { ...ctx.io, env: loaded.env };
+      } catch (err) {
+        if (!(err instanceof EnvFileError)) throw err;
+        actionCommand.error(`error: ${err.message}`, { exitCode: EXIT_USAGE, code: 'feedly.envFile' });
+      }
+    });
   const commands = [
     migrateCommand,
     retryCommand,
@@ -59,9 +86,13 @@ Exit codes: 0 ok, 1 failure, 2 bad arguments.`,
     verifyTriggerCommand,
     monitorCommand,
     analyzeCommand,
+    listenCommand,
   ];
   for (const make of commands) {
-    const cmd = make(ctx);
+    const cmd = make(ctx).option(
+      '--env-file <path>',
+      'read environment variables from this file (default: ./.env when present); variables already set win',
+    );
     const summary = SUMMARIES[cmd.name()];
     if (summary) cmd.summary(summary);
     // addCommand() does not copy the parent's settings (exitOverride, output) the way .command() does.
@@ -94,9 +125,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       io.err(err.message);
       return EXIT_FAILURE;
     }
+    // One of our tables is missing (dropped, or a path that did not check the schema first).
+    if (isUndefinedTable(err)) {
+      io.err(NOT_MIGRATED);
+      return EXIT_FAILURE;
+    }
     const e = err as Error;
     io.err(`error: ${e?.message ?? String(err)}`);
-    if (io.env.FEEDLY_DEBUG === '1' && e?.stack) io.err(e.stack);
+    if (ctx.io.env.FEEDLY_DEBUG === '1' && e?.stack) io.err(e.stack);
     return EXIT_FAILURE;
   }
 }
