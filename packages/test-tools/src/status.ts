@@ -1,8 +1,10 @@
 /**
- * The listener status check of seed 003: is the stage server up, is the
- * listener enabled here, do the seed's trigger functions and triggers exist
- * and are they enabled, is a `job_state_listener` connection present; and,
- * optionally, a real test update that must come back as a notification.
+ * The listener status check of seed 003 (docs/cli.md, `status`): is the
+ * stage server up, is a listener running (asked of the stage server's
+ * /healthz, else of the database's instance registry: never read from this
+ * command's own environment), do the seed's trigger functions and triggers
+ * exist and are they enabled, is a `job_state_listener` connection present;
+ * and, optionally, a real test update that must come back as a notification.
  */
 import pg from 'pg';
 import { request } from 'undici';
@@ -14,6 +16,8 @@ export interface Check {
   detail: string;
   /** How to fix it (failed checks). */
   fix?: string;
+  /** Where the answer came from, when it could come from more than one place. */
+  source?: string;
 }
 
 export const LISTENER_APPLICATION_NAME = 'job_state_listener';
@@ -31,45 +35,183 @@ export function formatCheck(c: Check): string {
   return `FAIL ${c.name}: ${c.detail}${c.fix ? ` -> ${c.fix}` : ''}`;
 }
 
-/** ENABLE_JOB_STATE_LISTENER as the plugin reads it: unset means true. */
-export function listenerEnabledCheck(env: NodeJS.ProcessEnv): Check {
-  const name = 'listener enabled in this environment (ENABLE_JOB_STATE_LISTENER)';
-  const raw = env.ENABLE_JOB_STATE_LISTENER;
-  if (raw === undefined || raw.trim() === '') return { name, ok: true, detail: 'unset, default true' };
-  const v = raw.trim().toLowerCase();
-  if (['true', '1', 'yes', 'on'].includes(v)) return { name, ok: true, detail: `=${raw}` };
-  if (['false', '0', 'no', 'off'].includes(v)) {
-    return {
-      name,
-      ok: false,
-      detail: `ENABLE_JOB_STATE_LISTENER=${raw}: nothing is triggered automatically`,
-      fix: 'set ENABLE_JOB_STATE_LISTENER=true for the server hosting the listener and restart it',
+/** What a stage server's /healthz says of the listener it hosts (apps/stage-api, routes/health.ts). */
+export type HostedListener =
+  | { hosted: false }
+  | {
+      hosted: true;
+      enabled: boolean;
+      connected: boolean;
+      reconnects: number | null;
+      instanceId: string | null;
     };
-  }
+
+/** The `listener` member of a /healthz body; null when the body has none (another server, an older version). */
+export function hostedListenerOf(health: unknown): HostedListener | null {
+  const l = (health as { listener?: unknown } | null)?.listener as
+    | { hosted?: unknown; status?: Record<string, unknown> }
+    | undefined;
+  if (!l || typeof l !== 'object' || typeof l.hosted !== 'boolean') return null;
+  if (!l.hosted) return { hosted: false };
+  const st = l.status;
+  if (!st || typeof st !== 'object' || typeof st.enabled !== 'boolean') return null;
   return {
-    name,
-    ok: false,
-    detail: `ENABLE_JOB_STATE_LISTENER=${raw} is not a boolean`,
-    fix: 'set it to true or false',
+    hosted: true,
+    enabled: st.enabled,
+    connected: st.connected === true,
+    reconnects: typeof st.reconnects === 'number' ? st.reconnects : null,
+    instanceId: typeof st.instanceId === 'string' ? st.instanceId : null,
   };
 }
 
-export async function stageServerCheck(baseUrl: string, timeoutMs = 3000): Promise<Check> {
+export interface StageProbe {
+  check: Check;
+  /** The parsed /healthz body when the server answered with JSON (200 or 503), else null. */
+  health: unknown;
+}
+
+/** GET /healthz of the stage server: the check, and the body for the listener check. */
+export async function probeStageServer(baseUrl: string, timeoutMs = 3000): Promise<StageProbe> {
   const url = `${baseUrl.replace(/\/+$/, '')}/healthz`;
   const name = `stage server ${url}`;
   const fix = 'start it (pnpm dev, or node apps/stage-api/dist/server.js) or point STAGE_API_URL at it';
   try {
     const res = await request(url, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
     const text = await res.body.text();
-    if (res.statusCode !== 200) {
-      return { name, ok: false, detail: `answered ${res.statusCode}: ${text.slice(0, 200)}`, fix };
+    let health: unknown = null;
+    try {
+      health = JSON.parse(text);
+    } catch {
+      health = null;
     }
-    return { name, ok: true, detail: '200' };
+    if (res.statusCode !== 200) {
+      return { check: { name, ok: false, detail: `answered ${res.statusCode}: ${text.slice(0, 200)}`, fix }, health };
+    }
+    return { check: { name, ok: true, detail: '200' }, health };
   } catch (err) {
     const e = err as Error & { code?: string; cause?: { code?: string } };
     const reason = e.code ?? e.cause?.code ?? e.message;
-    return { name, ok: false, detail: `not reachable (${reason})`, fix };
+    return { check: { name, ok: false, detail: `not reachable (${reason})`, fix }, health: null };
   }
+}
+
+export async function stageServerCheck(baseUrl: string, timeoutMs = 3000): Promise<Check> {
+  return (await probeStageServer(baseUrl, timeoutMs)).check;
+}
+
+export interface RegisteredListener {
+  instanceId: string;
+  host: string | null;
+  pid: number | null;
+}
+
+/**
+ * Listener instances registered in `pipeline_instances` (docs/healing.md)
+ * whose registered LISTEN connection is live in pg_stat_activity right now.
+ */
+export async function liveRegisteredListeners(db: Pick<pg.Pool, 'query'>): Promise<RegisteredListener[]> {
+  const r = await db.query<{ instance_id: string; host: string | null; pid: number | null }>(
+    `SELECT i.instance_id, i.host, i.pid
+       FROM pipeline_instances i
+       JOIN pg_stat_activity a
+         ON a.pid = i.listener_pid AND a.application_name = $1 AND a.datname = current_database()
+      ORDER BY i.instance_id`,
+    [LISTENER_APPLICATION_NAME],
+  );
+  return r.rows.map((x) => ({ instanceId: x.instance_id, host: x.host, pid: x.pid }));
+}
+
+const LISTENER_CHECK = 'listener enabled';
+const SOURCE_STAGE = 'stage server /healthz';
+const SOURCE_DB = 'database (pipeline_instances with a live job_state_listener connection)';
+const START_ONE =
+  'start the stage server with the listener (pnpm dev), run feedly-pipeline listen, or register @feedlyai/listener-plugin in your API server with ENABLE_JOB_STATE_LISTENER=true';
+
+function describeInstances(list: readonly RegisteredListener[]): string {
+  const shown = list
+    .slice(0, 5)
+    .map((i) => `${i.instanceId}${i.host ? ` on ${i.host}` : ''}${i.pid ? ` pid ${i.pid}` : ''}`)
+    .join(', ');
+  return `${list.length} instance(s) registered with a live connection: ${shown}${list.length > 5 ? ', ...' : ''}`;
+}
+
+/**
+ * Is a listener running? Asked of the running processes, never of this
+ * command's environment: first the stage server's /healthz (the listener it
+ * hosts, with that process's ENABLE_JOB_STATE_LISTENER), else the database
+ * (a registered instance with a live `job_state_listener` connection: the
+ * API server's plugin, `feedly-pipeline listen`). The check says which
+ * source answered.
+ *
+ * `registry` is null when the database could not be asked (unreachable), or
+ * 'not-migrated' when it has no instance registry.
+ */
+export function listenerCheck(
+  stage: { url: string; reachable: boolean; health: unknown },
+  registry: readonly RegisteredListener[] | 'not-migrated' | null,
+): Check {
+  const hosted = hostedListenerOf(stage.health);
+  if (hosted?.hosted && hosted.enabled) {
+    const id = hosted.instanceId ? ` (instance ${hosted.instanceId})` : '';
+    if (hosted.connected) {
+      return {
+        name: LISTENER_CHECK,
+        ok: true,
+        detail: `hosted by the stage server at ${stage.url}, LISTEN connection up${id}; source: ${SOURCE_STAGE}`,
+        source: SOURCE_STAGE,
+      };
+    }
+    return {
+      name: LISTENER_CHECK,
+      ok: false,
+      detail: `the stage server at ${stage.url} hosts an enabled listener whose LISTEN connection is down${hosted.reconnects !== null ? ` (${hosted.reconnects} reconnect(s) so far)` : ''}${id}; source: ${SOURCE_STAGE}`,
+      fix: "look for 'listener error' and 'reconnect attempt' in the stage server's log (docs/logs.md) and check its database settings",
+      source: SOURCE_STAGE,
+    };
+  }
+  const stageSays =
+    hosted?.hosted === true
+      ? `the stage server at ${stage.url} runs with ENABLE_JOB_STATE_LISTENER=false`
+      : hosted?.hosted === false
+        ? `the stage server at ${stage.url} hosts no listener`
+        : stage.reachable
+          ? `the stage server at ${stage.url} does not report a listener`
+          : `the stage server at ${stage.url} is not reachable`;
+  if (registry === null) {
+    return {
+      name: LISTENER_CHECK,
+      ok: false,
+      detail: `cannot tell: ${stageSays}, and the database cannot be reached to look for registered instances`,
+      fix: 'check DATABASE_URL / DB_* (or --database-url) and that PostgreSQL is running',
+    };
+  }
+  if (registry === 'not-migrated') {
+    return {
+      name: LISTENER_CHECK,
+      ok: false,
+      detail: `${stageSays}, and the database has no instance registry (pipeline_instances): not migrated; source: ${SOURCE_DB}`,
+      fix: 'run feedly-pipeline migrate, then start a listener',
+      source: SOURCE_DB,
+    };
+  }
+  if (registry.length > 0) {
+    return {
+      name: LISTENER_CHECK,
+      ok: true,
+      detail: `${describeInstances(registry)} (${stageSays}); source: ${SOURCE_DB}`,
+      source: SOURCE_DB,
+    };
+  }
+  return {
+    name: LISTENER_CHECK,
+    ok: false,
+    detail: `${stageSays}, and no listener instance is registered with a live job_state_listener connection: nothing is triggered automatically; source: ${hosted?.hosted ? `${SOURCE_STAGE} and ${SOURCE_DB}` : SOURCE_DB}`,
+    fix:
+      hosted?.hosted === true
+        ? 'set ENABLE_JOB_STATE_LISTENER=true for the stage server and restart it, or run feedly-pipeline listen'
+        : START_ONE,
+    source: hosted?.hosted ? `${SOURCE_STAGE} and ${SOURCE_DB}` : SOURCE_DB,
+  };
 }
 
 export async function triggerChecks(db: Pick<pg.Pool, 'query'>): Promise<Check[]> {
@@ -185,16 +327,31 @@ export async function fireTestCheck(url: string, timeoutMs = 5000): Promise<Chec
 export interface StatusOptions {
   databaseUrl: string;
   stageApiUrl: string;
-  env: NodeJS.ProcessEnv;
   fireTest?: boolean;
   fireTestTimeoutMs?: number;
+}
+
+/** The instance registry, or 'not-migrated' when the database has none. */
+export async function registryOf(db: Pick<pg.Pool, 'query'>): Promise<readonly RegisteredListener[] | 'not-migrated'> {
+  try {
+    return await liveRegisteredListeners(db);
+  } catch (err) {
+    if ((err as { code?: string }).code === '42P01') return 'not-migrated';
+    throw err;
+  }
 }
 
 /** Every check, in order; the caller prints them and exits non-zero if any failed. */
 export async function runStatusChecks(pool: Pick<pg.Pool, 'query'>, o: StatusOptions): Promise<Check[]> {
   const checks: Check[] = [];
-  checks.push(await stageServerCheck(o.stageApiUrl));
-  checks.push(listenerEnabledCheck(o.env));
+  const stage = await probeStageServer(o.stageApiUrl);
+  checks.push(stage.check);
+  checks.push(
+    listenerCheck(
+      { url: o.stageApiUrl, reachable: stage.check.ok || stage.health !== null, health: stage.health },
+      await registryOf(pool),
+    ),
+  );
   checks.push(...(await triggerChecks(pool)));
   checks.push(await listenerConnectionCheck(pool));
   if (o.fireTest) checks.push(...(await fireTestCheck(o.databaseUrl, o.fireTestTimeoutMs)));

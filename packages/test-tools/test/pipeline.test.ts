@@ -41,7 +41,7 @@ t.test('status passes on a healthy setup, with the fire test', async (t) => {
   t.equal(r.code, 0, 'exit code 0', { stdout: r.stdout, stderr: r.stderr });
   for (const name of [
     /OK {3}stage server http:\/\/127\.0\.0\.1:\d+\/healthz/,
-    /OK {3}listener enabled in this environment/,
+    /OK {3}listener enabled \(hosted by the stage server at http:\/\/127\.0\.0\.1:\d+, LISTEN connection up .*; source: stage server \/healthz\)/,
     /OK {3}function notify_job_variant_state_change\(\)/,
     /OK {3}function notify_job_state_change\(\)/,
     /OK {3}trigger job_variant_state_change_trigger on jobs_variants/,
