@@ -1,7 +1,8 @@
 /**
- * Test helpers of the stage server: a real PostgreSQL per test file (the
- * shared harness, by relative path), a temporary storage root holding the
- * fixture photos, and buildApp with the listener off.
+ * Test helpers of the stage server: a real PostgreSQL database per test, made
+ * from the run's migrated template on the run's server (docs/testing.md), a
+ * temporary storage root holding the fixture photos, and buildApp with the
+ * listener off.
  */
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,15 +11,20 @@ import { fileURLToPath } from 'node:url';
 import { migrate } from '@feedlyai/pipeline-core';
 import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
-import { createTestDatabase, type TestDatabase } from '../../../packages/test-tools/src/db/index.js';
+import { createTestDatabase, type TestDatabase } from '@feedlyai/test-helpers';
 import { type BuildAppOptions, buildApp } from '../src/app.js';
 
-export { jobState, seedJob, variantState, waitFor } from '../../../packages/test-tools/src/db/index.js';
+export { freePort, jobState, seedJob, variantState, waitFor } from '@feedlyai/test-helpers';
 
 export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
+/** Every migration set the tests need, applied once per run to the template. */
+export async function migrateAll(url: string): Promise<void> {
+  await migrate(url);
+}
+
 export async function testDb(t: Test): Promise<TestDatabase> {
-  const db = await createTestDatabase({ migrate: (url) => migrate(url) });
+  const db = await createTestDatabase({ migrate: migrateAll, template: 'stage_api' });
   t.teardown(() => db.close());
   return db;
 }

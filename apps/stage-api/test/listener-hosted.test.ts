@@ -4,7 +4,7 @@
  * ENABLE_JOB_STATE_LISTENER=false it registers, opens nothing and says so.
  */
 import t from 'tap';
-import { freePort } from '../../../packages/test-tools/src/db/index.js';
+import { freePort } from '@feedlyai/test-helpers';
 import { jobState, seedJob, tempStorage, testApp, testDb, waitFor } from './helpers.js';
 
 t.test('hosted listener drives a job through every stage', async (t) => {
@@ -70,7 +70,8 @@ t.test('ENABLE_JOB_STATE_LISTENER=false: hosted, nothing opened, says so', async
   const h = await app.inject({ method: 'GET', url: '/healthz' });
   t.match(h.json(), { listener: { hosted: true, status: { enabled: false } } });
   const conns = await db.pool.query(
-    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'job_state_listener'`,
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE application_name = 'job_state_listener' AND datname = current_database()`,
   );
   t.equal(conns.rows[0].n, 0, 'no LISTEN connection');
 });

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { freePort } from '../../../packages/test-tools/src/db/index.js';
+import { freePort } from '@feedlyai/test-helpers';
 import { tempStorage, testDb, waitFor } from './helpers.js';
 
 const SERVER = fileURLToPath(new URL('../src/server.ts', import.meta.url));

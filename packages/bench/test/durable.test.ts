@@ -3,7 +3,7 @@
  * (`startEmbeddedPostgres({ durable: true })`); unit tests keep the fast
  * default (fsync off). Checked on the running servers.
  */
-import { startEmbeddedPostgres } from '@feedlyai/test-tools/db';
+import { startEmbeddedPostgres } from '@feedlyai/test-helpers';
 import pg from 'pg';
 import t from 'tap';
 import { startBenchServer } from '../src/db.js';

@@ -15,7 +15,7 @@ import { Writable } from 'node:stream';
 import listenerPlugin from '@feedlyai/listener-plugin';
 import { AUTOMATIC_STEPS, migrate, routeOf, STEPS } from '@feedlyai/pipeline-core';
 import { buildApp } from '@feedlyai/stage-api';
-import { createTestDatabase, jobState, markImgGenDone, seedJob, waitFor } from '@feedlyai/test-tools/db';
+import { createTestDatabase, jobState, markImgGenDone, seedJob, waitFor } from '@feedlyai/test-helpers';
 import fc from 'fast-check';
 import Fastify from 'fastify';
 import t from 'tap';

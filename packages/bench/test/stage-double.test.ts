@@ -5,9 +5,8 @@
  * commit answer and after a real PostgreSQL restart.
  */
 import { request } from 'node:http';
-import { freePort } from '@feedlyai/test-tools/db';
 import { migrate, type Queryable, routeOf, type Step } from '@feedlyai/pipeline-core';
-import { createTestDatabase, seedJob, waitFor } from '@feedlyai/test-tools/db';
+import { createTestDatabase, freePort, seedJob, waitFor } from '@feedlyai/test-helpers';
 import pg from 'pg';
 import t from 'tap';
 import {
@@ -55,7 +54,8 @@ function post(baseUrl: string, path: string, body: unknown, headers: Record<stri
   });
 }
 
-const db = await createTestDatabase({ migrate: (url) => migrate(url), externalUrl: null });
+// A server of its own: a test below restarts PostgreSQL (docs/testing.md).
+const db = await createTestDatabase({ migrate: (url) => migrate(url), ownServer: true });
 t.teardown(() => db.close());
 
 async function variantAt(step: Step, status = 'queued', attempt = 1) {

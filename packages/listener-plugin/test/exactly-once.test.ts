@@ -4,7 +4,7 @@
 import { VARIANT_STEPS } from '@feedlyai/pipeline-core';
 import pg from 'pg';
 import t, { type Test } from 'tap';
-import type { SeededJob } from '../../test-tools/src/db/seed.js';
+import type { SeededJob } from '@feedlyai/test-helpers';
 import { startFakeStage } from './fake-stage.js';
 import { buildApps, isJobDone, countBy, seedJob, testDb, waitFor } from './helpers.js';
 

@@ -1,16 +1,20 @@
-// Test database and app builders for the listener plugin (real PostgreSQL from
-// the shared harness, imported by path to avoid a package cycle).
+// Test database and app builders for the listener plugin: a database of its
+// own per test file, made from the run's migrated template (docs/testing.md).
 import { Writable } from 'node:stream';
 import { migrate } from '@feedlyai/pipeline-core';
+import { createTestDatabase, type TestDatabase } from '@feedlyai/test-helpers';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { createTestDatabase, type TestDatabase } from '../../test-tools/src/db/harness.js';
 import { jobStateListener, type JobStateListenerOptions } from '../src/index.js';
 
-export { jobState, markImgGenDone, seedJob, variantState } from '../../test-tools/src/db/seed.js';
-export { waitFor } from '../../test-tools/src/db/harness.js';
+export { jobState, markImgGenDone, type SeededJob, seedJob, variantState, waitFor } from '@feedlyai/test-helpers';
+
+/** Every migration set the tests need, applied once per run to the template. */
+export async function migrateAll(url: string): Promise<void> {
+  await migrate(url);
+}
 
 export async function testDb(): Promise<TestDatabase> {
-  return await createTestDatabase({ migrate: (url) => migrate(url), poolMax: 20 });
+  return await createTestDatabase({ migrate: migrateAll, template: 'pipeline', poolMax: 20 });
 }
 
 /** Short timings so tests run fast (still generous against a busy machine). */

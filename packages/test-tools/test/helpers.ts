@@ -1,6 +1,8 @@
 /**
- * Test helpers: a real migrated PostgreSQL per test file, a temporary storage
- * folder, and the built CLI run as a child process (`node bin/feedly-pipeline.js`).
+ * Test helpers: a real migrated PostgreSQL database per test file (made from
+ * the run's template on the run's server, docs/testing.md), a temporary
+ * storage folder, and the built CLI run as a child process
+ * (`node bin/feedly-pipeline.js`).
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -8,16 +10,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { migrate } from '@feedlyai/pipeline-core';
-import { createTestDatabase, type TestDatabase } from '../src/db/harness.js';
+import { createTestDatabase, freePort, type TestDatabase } from '@feedlyai/test-helpers';
 
-export { jobState, markImgGenDone, seedJob, variantState } from '../src/db/seed.js';
-export { waitFor } from '../src/db/harness.js';
+export { jobState, markImgGenDone, seedJob, variantState, waitFor } from '@feedlyai/test-helpers';
 
 export const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
 export const BIN = join(PACKAGE_DIR, 'bin', 'feedly-pipeline.js');
 
+/** Every migration set the tests need, applied once per run to the template. */
+export async function migrateAll(url: string): Promise<void> {
+  await migrate(url);
+}
+
 export async function testDb(): Promise<TestDatabase> {
-  return await createTestDatabase({ migrate: (url) => migrate(url) });
+  return await createTestDatabase({ migrate: migrateAll, template: 'pipeline' });
 }
 
 export async function tempDir(prefix = 'feedly-tt-'): Promise<{ path: string; remove(): Promise<void> }> {
@@ -94,7 +100,6 @@ export async function startStageServer(
   o: { listener?: boolean | Record<string, unknown> } = {},
 ): Promise<StageServer> {
   const { buildApp } = await import('@feedlyai/stage-api');
-  const { freePort } = await import('../src/db/embedded.js');
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const listener =

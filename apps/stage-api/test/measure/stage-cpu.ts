@@ -16,7 +16,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { migrate } from '@feedlyai/pipeline-core';
-import { createTestDatabase, seedJob } from '../../../../packages/test-tools/src/db/index.js';
+import { createTestDatabase, seedJob } from '@feedlyai/test-helpers';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const OUT = fileURLToPath(new URL('../../test-output/measure/', import.meta.url));

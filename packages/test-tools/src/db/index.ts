@@ -1,3 +1,2 @@
-export * from './embedded.js';
-export * from './harness.js';
-export * from './seed.js';
+// The harness lives in @feedlyai/test-helpers (docs/testing.md); `@feedlyai/test-tools/db` re-exports it.
+export * from '@feedlyai/test-helpers';

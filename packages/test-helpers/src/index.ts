@@ -1,0 +1,4 @@
+export * from './embedded.js';
+export * from './harness.js';
+export * from './seed.js';
+export * from './wait.js';
