@@ -11,16 +11,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 
-const SERVER = fileURLToPath(new URL('../src/server.ts', import.meta.url));
+// The built server (turbo builds it before the tests; `pnpm build` before running this file alone):
+// a child compiling the TypeScript sources took 40 to 100 s here (docs/testing.md).
+const SERVER = fileURLToPath(new URL('../dist/server.js', import.meta.url));
 
 function run(
   args: string[],
   env: Record<string, string>,
   cwd: string,
 ): Promise<{ code: number | null; output: string }> {
-  // Same loader flags as this test process, so the TypeScript source runs as is; `--` before the
-  // script, or Node itself would check a `--env-file` argument (docs/cli.md, "Environment files").
-  const child = spawn(process.execPath, [...process.execArgv, '--', SERVER, ...args], {
+  // `--` before the script, or Node itself would check a `--env-file` argument (docs/cli.md,
+  // "Environment files").
+  const child = spawn(process.execPath, ['--', SERVER, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
