@@ -152,7 +152,13 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const listenerOptions: JobStateListenerOptions = {
       ...(options.env ? { env: options.env as Record<string, string | undefined> } : {}),
-      ...(!options.pool ? { connectionString: config.databaseUrl } : {}),
+      // The stage server's own database (the pool it was given, or its connection string), unless
+      // the listener options name one.
+      ...(given.pool || given.pgName || given.connectionString
+        ? {}
+        : options.pool
+          ? { pool: options.pool }
+          : { connectionString: config.databaseUrl }),
       ...(!env.STAGE_API_URL?.trim()
         ? { stageApiUrl: `http://${host.includes(':') ? `[${host}]` : host}:${config.port}` }
         : {}),
