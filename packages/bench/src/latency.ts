@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import type { Forked } from './child.js';
+import { type Forked, forkChild, siblingModule } from './child.js';
 import { type BenchServer, dropDatabase } from './db.js';
 import { startFeedlyInstances } from './feedly.js';
 import { notifyFloor } from './notify-floor.js';
@@ -19,6 +19,8 @@ import { startStageDouble } from './stage-double.js';
 
 export interface LatencyResult {
   samples: number;
+  /** The naive dispatcher (naive-runner.ts) measured the same way, right after ours. */
+  naive?: { trigger: Percentiles; hops: Percentiles };
   /** UPDATE (img_gen,'done') sent -> vlm_analyze request at the stage, ms. */
   trigger: Percentiles;
   /** Inside the chains: stage's (S,'done') UPDATE sent -> next step's request, ms (fan-in hop included). */
@@ -33,7 +35,24 @@ export async function latencyBenchmark(
   bench: BenchServer,
   o: { samples: number; warmup: number; log?: (l: string) => void },
 ): Promise<LatencyResult> {
-  const url = await bench.freshDatabase('latency');
+  const ours = await latencyRun(bench, 'feedly', o);
+  o.log?.('  latency: the naive dispatcher');
+  const naive = await latencyRun(bench, 'naive', o);
+  const url = await bench.freshDatabase('latency_floor');
+  try {
+    const floor = await notifyFloor(url, o.samples);
+    return { ...ours, naive: { trigger: naive.trigger, hops: naive.hops }, floor };
+  } finally {
+    await dropDatabase(bench.server, url).catch(() => {});
+  }
+}
+
+async function latencyRun(
+  bench: BenchServer,
+  system: 'feedly' | 'naive',
+  o: { samples: number; warmup: number; log?: (l: string) => void },
+): Promise<Omit<LatencyResult, 'floor' | 'naive'>> {
+  const url = await bench.freshDatabase(`latency_${system}`);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   pool.on('error', () => {});
   const total = o.samples + o.warmup;
@@ -68,7 +87,15 @@ export async function latencyBenchmark(
     const { rows } = await pool.query<{ job_variants_id: string; job_id: string }>(
       'SELECT job_variants_id::text, job_id::text FROM jobs_variants ORDER BY job_variants_id',
     );
-    workers = await startFeedlyInstances(1, { connectionString: url, stageUrl: double.url, idPrefix: 'latency' });
+    workers =
+      system === 'naive'
+        ? [
+            await forkChild(siblingModule(import.meta.url, 'naive-runner'), {
+              connectionString: url,
+              stageUrl: double.url,
+            }),
+          ]
+        : await startFeedlyInstances(1, { connectionString: url, stageUrl: double.url, idPrefix: 'latency' });
     const trigger: number[] = [];
     for (let i = 0; i < rows.length; i++) {
       const { job_variants_id: id, job_id: jobId } = rows[i] as { job_variants_id: string; job_id: string };
@@ -99,13 +126,11 @@ export async function latencyBenchmark(
     }
     await Promise.all(workers.map((w) => w.stop()));
     workers = [];
-    const floor = await notifyFloor(url, o.samples);
     return {
       samples: trigger.length,
       trigger: percentiles(trigger),
       hops: percentiles(hops),
       fanInHop: percentiles(fanIn),
-      floor,
     };
   } finally {
     await Promise.all(workers.map((w) => w.kill()));

@@ -88,6 +88,10 @@ export function renderMarkdown(r: BenchResults): string {
     out.push(pctRow('UPDATE (img_gen,done) sent → vlm_analyze request at the stage', l.trigger));
     out.push(pctRow('in-chain hop: stage (S,done) UPDATE sent → next request', l.hops));
     out.push(pctRow('fan-in hop: last iou_eval done → ad_copy_gen_kor request', l.fanInHop));
+    if (l.naive) {
+      out.push(pctRow('naive dispatcher: (img_gen,done) UPDATE → vlm_analyze request', l.naive.trigger));
+      out.push(pctRow('naive dispatcher: hops inside the chains', l.naive.hops));
+    }
     out.push(pctRow('floor: raw NOTIFY round trip (LISTEN/NOTIFY, two connections)', l.floor));
   }
   if (r.chain) {

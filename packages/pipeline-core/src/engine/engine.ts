@@ -153,6 +153,8 @@ export interface EngineCounters {
   deferred: number;
   /** Deferred claims made after the delay (the owner had not moved the subject on). */
   deferredClaims: number;
+  /** Deferred claims dropped because a notification showed the owner moved the subject on (no statement). */
+  deferredDropped: number;
   /** Answers that meant the stage service was unavailable (no attempt used). */
   serviceFailures: number;
   /** 429 answers waited out. */
@@ -222,6 +224,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     recoveryRuns: 0,
     deferred: 0,
     deferredClaims: 0,
+    deferredDropped: 0,
     serviceFailures: 0,
     busyWaits: 0,
     resends: 0,
@@ -419,7 +422,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       ...this.counters,
       deferred: this.ownership.deferredCount,
       deferredClaims: this.ownership.deferredClaims,
-      skips: this.counters.skips + this.ownership.dropped,
+      deferredDropped: this.ownership.dropped,
       circuitOpens: this.circuits.all().reduce((n, b) => n + b.opens, 0),
       notificationOverflow: this.capacity.overflow,
       recoveryRuns: this.recovery.runs,
