@@ -2,6 +2,7 @@ import * as m0001 from './0001_core.js';
 import * as m0002 from './0002_stage_results.js';
 import * as m0003 from './0003_dispatch_requests.js';
 import * as m0004 from './0004_healing.js';
+import * as m0005 from './0005_stage_run_timings.js';
 
 export interface Migration {
   /** Sequential number, starting at 1. Never renumber a released migration. */
@@ -19,4 +20,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 2, name: m0002.name, sql: m0002.sql },
   { id: 3, name: m0003.name, sql: m0003.sql },
   { id: 4, name: m0004.name, sql: m0004.sql },
+  { id: 5, name: m0005.name, sql: m0005.sql },
 ];
