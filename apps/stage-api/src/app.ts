@@ -8,15 +8,17 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import pg from 'pg';
 import { createBackends } from './clients/models.js';
-import { type ConfigOverrides, loadConfig, type StageConfig } from './config.js';
+import { type ConfigOverrides, loadConfig, type Resource, type StageConfig } from './config.js';
 import { createMetrics, type ListenerStatusSource } from './metrics.js';
 import authPlugin from './plugins/auth.js';
 import { assetRoutes } from './routes/assets.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { stageRoutes } from './routes/stages.js';
-import { ResourceLimiter } from './stages/limiter.js';
+import { STAGES } from './stages/definitions.js';
+import { AdmissionQueues } from './stages/limiter.js';
 import type { StageContext, StageHooks } from './stages/runner.js';
+import { Warmup } from './stages/warmup.js';
 import { createCpuRunner } from './workers/pool.js';
 
 export { ConfigError, loadConfig, type StageConfig } from './config.js';
@@ -35,6 +37,42 @@ export interface BuildAppOptions extends ConfigOverrides {
   logger?: FastifyServerOptions['logger'];
   /** Test hooks inside a stage run. */
   hooks?: StageHooks;
+  /**
+   * Warm the models and workers before the server reports ready (in onReady;
+   * docs/stage-api.md, "Warm-up"). Default false here, so that tests boot
+   * fast; server.ts and the demo turn it on. /healthz says whether it finished.
+   */
+  warm?: boolean;
+  /** Upper bound of the warm-up, ms (default 60,000): past it, what is not warm loads on first use. */
+  warmTimeoutMs?: number;
+  /**
+   * Calls the hosted listener sends to this very server at once (its
+   * maxInFlightPerUrl for this server's URL, unless the listener options set
+   * one). Default: what this server can run at once (stageSlots below;
+   * docs/stage-api.md, "Admission"); false: no such limit.
+   */
+  hostedInFlight?: number | false;
+}
+
+/**
+ * What this server can run at once: for each resource its stages use, its
+ * concurrency, bounded by the threads that do the work for the two local
+ * ones (the renderer by the CPU pool's threads, OCR by the tesseract
+ * workers), summed. Calls beyond it would only wait in a queue here.
+ */
+export function stageSlots(ctx: StageContext): number {
+  const used = new Set(Object.values(STAGES).flatMap((d) => d.resources(ctx)));
+  const c = ctx.config.concurrency;
+  const slots = (r: Resource) =>
+    r === 'render'
+      ? Math.min(c.render, Math.max(1, ctx.cpu.threads))
+      : r === 'ocr'
+        ? Math.min(c.ocr, ctx.config.ocrWorkers)
+        : c[r];
+  return Math.max(
+    1,
+    [...used].reduce((n, r) => n + slots(r), 0),
+  );
 }
 
 declare module 'fastify' {
@@ -42,6 +80,9 @@ declare module 'fastify' {
     stageContext: StageContext;
   }
 }
+
+/** Default upper bound of the warm-up at boot. */
+const WARM_TIMEOUT_MS = 60_000;
 
 const CONFIG_KEYS: ReadonlyArray<keyof StageConfig> = [
   'databaseUrl',
@@ -54,6 +95,9 @@ const CONFIG_KEYS: ReadonlyArray<keyof StageConfig> = [
   'llm',
   'yoloModelPath',
   'concurrency',
+  'queue',
+  'queueMaxWaitMs',
+  'queueMaxWaitMsOf',
   'retryAfterSeconds',
   'cpuWorkers',
   'ocrWorkers',
@@ -77,6 +121,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     bodyLimit: config.bodyLimit,
     // The dispatcher's synchronous calls can take minutes; the dispatcher owns the timeout.
     requestTimeout: 0,
+    // The warm-up runs in onReady, which Fastify bounds by this (default 10 s).
+    ...(options.warm ? { pluginTimeout: (options.warmTimeoutMs ?? WARM_TIMEOUT_MS) + 10_000 } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const ownsPool = !options.pool;
@@ -87,7 +133,19 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   const metrics = createMetrics();
   const backends = createBackends(config);
   const cpu = createCpuRunner(config.cpuWorkers);
-  const limiter = new ResourceLimiter(config.concurrency);
+  const limiter = new AdmissionQueues(
+    {
+      concurrency: config.concurrency,
+      queue: config.queue,
+      maxWaitMs: Object.fromEntries(
+        Object.entries(config.queueMaxWaitMsOf).map(([r, v]) => [r, v ?? config.queueMaxWaitMs]),
+      ) as Record<keyof StageConfig['queue'], number | null>,
+      retryAfterCapS: config.retryAfterSeconds,
+    },
+    metrics.admission,
+  );
+  metrics.watchAdmission(() => limiter.snapshot());
+  const warmup = new Warmup(options.warm === true);
   const ctx: StageContext = {
     config,
     pool,
@@ -98,10 +156,26 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     metrics,
     log: app.log,
     inFlight: new Set(),
+    warmup,
   };
   app.decorate('stageContext', ctx);
 
+  // Before the hosted listener's onReady (registered below): no call is dispatched to a cold server.
+  app.addHook('onReady', async () => {
+    if (!warmup.enabled) return;
+    const s = await warmup.run(ctx, { timeoutMs: options.warmTimeoutMs ?? WARM_TIMEOUT_MS });
+    const failed = Object.entries(s.parts).filter(([, p]) => !p.ok);
+    if (failed.length === 0) app.log.info({ ms: s.ms, parts: s.parts }, 'warm-up finished');
+    else app.log.warn({ ms: s.ms, parts: s.parts }, 'warm-up finished with failures: those load on first use');
+  });
+
+  // Requests still waiting for a slot are sent away (503, nothing started) before the server waits
+  // for the ones at work (docs/stage-api.md, "Admission").
+  app.addHook('preClose', async () => {
+    limiter.close();
+  });
   app.addHook('onClose', async () => {
+    await warmup.stop();
     metrics.close();
     await cpu.close();
     await backends.close();
@@ -150,6 +224,13 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     const env = options.env ?? process.env;
     const given: JobStateListenerOptions = typeof options.listener === 'object' ? options.listener : {};
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    const ownUrl = `http://${host.includes(':') ? `[${host}]` : host}:${config.port}`;
+    const stageUrl = (given.stageApiUrl ?? (env.STAGE_API_URL?.trim() || ownUrl)).replace(/\/+$/, '');
+    // Calls to this very server at once: its slots (docs/stage-api.md, "Admission"). What cannot run
+    // now waits unclaimed in the database, not in this server's queues.
+    const inFlight = options.hostedInFlight ?? stageSlots(ctx);
+    const limitOwn =
+      inFlight !== false && config.port > 0 && stageUrl === ownUrl && given.maxInFlightPerUrl === undefined;
     const listenerOptions: JobStateListenerOptions = {
       ...(options.env ? { env: options.env as Record<string, string | undefined> } : {}),
       // The stage server's own database (the pool it was given, or its connection string), unless
@@ -163,6 +244,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
         ? { stageApiUrl: `http://${host.includes(':') ? `[${host}]` : host}:${config.port}` }
         : {}),
       ...(config.token ? { stageApiToken: config.token } : {}),
+      ...(limitOwn ? { maxInFlightPerUrl: { [ownUrl]: inFlight } } : {}),
       metricsRegistry: metrics.registry,
       ...given,
     };

@@ -32,7 +32,16 @@ export interface StageConfig {
   llm: ModelEndpointConfig;
   yoloModelPath: string | null;
   concurrency: Record<Resource, number>;
-  /** Seconds announced in Retry-After when a resource is saturated. */
+  /**
+   * Admission (docs/stage-api.md, "Admission"): requests that may wait in
+   * each resource's FIFO once its concurrency is in use; 0: none wait.
+   */
+  queue: Record<Resource, number>;
+  /** Longest admission wait in ms, every resource; null: half the request's deadline. */
+  queueMaxWaitMs: number | null;
+  /** Longest admission wait in ms of one resource; null: queueMaxWaitMs. */
+  queueMaxWaitMsOf: Record<Resource, number | null>;
+  /** The most seconds a 429's Retry-After announces (it is derived from the measured drain rate). */
   retryAfterSeconds: number;
   /** Worker threads for the CPU-heavy image work; 0 runs it inline (tests, tiny machines). */
   cpuWorkers: number;
@@ -88,6 +97,19 @@ const schema = z.object({
   concurrency: z.object(
     Object.fromEntries(RESOURCES.map((r) => [r, intFrom(1, 256)])) as unknown as Record<Resource, z.ZodType<number>>,
   ),
+  queue: z.object(
+    Object.fromEntries(RESOURCES.map((r) => [r, intFrom(0, 100_000)])) as unknown as Record<
+      Resource,
+      z.ZodType<number>
+    >,
+  ),
+  queueMaxWaitMs: intFrom(0, 3_600_000).nullable(),
+  queueMaxWaitMsOf: z.object(
+    Object.fromEntries(RESOURCES.map((r) => [r, intFrom(0, 3_600_000).nullable()])) as unknown as Record<
+      Resource,
+      z.ZodType<number | null>
+    >,
+  ),
   retryAfterSeconds: intFrom(1, 3600),
   cpuWorkers: intFrom(0, 64),
   ocrWorkers: intFrom(1, 16),
@@ -126,6 +148,9 @@ const ENV_OF: Readonly<Record<string, string>> = {
   ),
   yoloModelPath: 'YOLO_MODEL_PATH',
   ...Object.fromEntries(RESOURCES.map((r) => [`concurrency.${r}`, `STAGE_CONCURRENCY_${r.toUpperCase()}`])),
+  ...Object.fromEntries(RESOURCES.map((r) => [`queue.${r}`, `STAGE_QUEUE_${r.toUpperCase()}`])),
+  queueMaxWaitMs: 'STAGE_QUEUE_MAX_WAIT_MS',
+  ...Object.fromEntries(RESOURCES.map((r) => [`queueMaxWaitMsOf.${r}`, `STAGE_QUEUE_MAX_WAIT_MS_${r.toUpperCase()}`])),
   retryAfterSeconds: 'STAGE_RETRY_AFTER_SECONDS',
   cpuWorkers: 'STAGE_CPU_WORKERS',
   ocrWorkers: 'STAGE_OCR_WORKERS',
@@ -213,7 +238,22 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       ocr: envOr(env, 'STAGE_CONCURRENCY_OCR') ?? 1,
       render: envOr(env, 'STAGE_CONCURRENCY_RENDER') ?? 2,
     },
-    retryAfterSeconds: envOr(env, 'STAGE_RETRY_AFTER_SECONDS') ?? 5,
+    queue: {
+      vlm: envOr(env, 'STAGE_QUEUE_VLM') ?? 64,
+      llm: envOr(env, 'STAGE_QUEUE_LLM') ?? 64,
+      yolo: envOr(env, 'STAGE_QUEUE_YOLO') ?? 64,
+      ocr: envOr(env, 'STAGE_QUEUE_OCR') ?? 64,
+      render: envOr(env, 'STAGE_QUEUE_RENDER') ?? 64,
+    },
+    queueMaxWaitMs: envOr(env, 'STAGE_QUEUE_MAX_WAIT_MS') ?? null,
+    queueMaxWaitMsOf: {
+      vlm: envOr(env, 'STAGE_QUEUE_MAX_WAIT_MS_VLM') ?? null,
+      llm: envOr(env, 'STAGE_QUEUE_MAX_WAIT_MS_LLM') ?? null,
+      yolo: envOr(env, 'STAGE_QUEUE_MAX_WAIT_MS_YOLO') ?? null,
+      ocr: envOr(env, 'STAGE_QUEUE_MAX_WAIT_MS_OCR') ?? null,
+      render: envOr(env, 'STAGE_QUEUE_MAX_WAIT_MS_RENDER') ?? null,
+    },
+    retryAfterSeconds: envOr(env, 'STAGE_RETRY_AFTER_SECONDS') ?? 30,
     cpuWorkers: envOr(env, 'STAGE_CPU_WORKERS') ?? 1,
     ocrWorkers: envOr(env, 'STAGE_OCR_WORKERS') ?? 1,
     imageFetch: {

@@ -67,7 +67,8 @@ async function main(): Promise<void> {
   const { buildApp } = await import('./app.js');
   let app: Awaited<ReturnType<typeof buildApp>>;
   try {
-    app = await buildApp({ env, logger: { level: env.LOG_LEVEL?.trim() || 'info' } });
+    // Warm-up before listening: the first calls do not pay for cold models (docs/stage-api.md, "Warm-up").
+    app = await buildApp({ env, logger: { level: env.LOG_LEVEL?.trim() || 'info' }, warm: true });
   } catch (err) {
     // The hosted listener's variables (ENABLE_JOB_STATE_LISTENER, PIPELINE_FANIN_POLICY...), named by the plugin.
     if (err instanceof ListenerConfigError || err instanceof ConfigError) configFailure(err.message);

@@ -180,7 +180,7 @@ t.test('a late finish of a superseded attempt changes nothing and its results ar
   t.match(m.body, /stage_runs_total\{step="vlm_analyze",outcome="superseded"\} 1/);
 });
 
-t.test('saturation: 429 with Retry-After at once, the row stays queued', async (t) => {
+t.test('saturation without a queue: 429 with Retry-After at once, the row stays queued', async (t) => {
   const db = await testDb(t);
   const storage = await tempStorage(t);
   const job = await seedJob(db.pool, {
@@ -206,7 +206,8 @@ t.test('saturation: 429 with Retry-After at once, the row stays queued', async (
   const app = await testApp(t, db, storage, {
     vlm: { baseUrl: fake.url, model: 'llava', maxRetries: 0 },
     concurrency: { vlm: 1 },
-    retryAfterSeconds: 7,
+    // No waiting room: a call that finds the slot taken is refused at once (docs/stage-api.md, "Admission").
+    queue: { vlm: 0 },
   });
   const first = app.inject({
     method: 'POST',
@@ -221,8 +222,9 @@ t.test('saturation: 429 with Retry-After at once, the row stays queued', async (
     payload: { job_id: job.jobId, tenant_id: job.tenantId, job_variants_id: v2, attempt: 1 },
   });
   t.equal(second.statusCode, 429);
-  t.equal(second.headers['retry-after'], '7');
-  t.match(second.json().error, /concurrency limit \(vlm\)/);
+  t.ok(Number(second.headers['retry-after']) >= 1, 'Retry-After in whole seconds, at least 1');
+  t.match(second.json(), { code: 'busy', reason: 'queue_full', resource: 'vlm' });
+  t.match(second.json().error, /the vlm queue is full/);
   t.ok(Date.now() - t0 < 2_000, 'answered at once');
   t.match(
     await variantState(db.pool, v2),
@@ -239,6 +241,7 @@ t.test('saturation: 429 with Retry-After at once, the row stays queued', async (
   t.equal(third.statusCode, 200, 'accepted once the slot is free');
   const m = await app.inject({ method: 'GET', url: '/metrics' });
   t.match(m.body, /stage_saturated_total\{step="vlm_analyze",resource="vlm"\} 1/);
+  t.match(m.body, /stage_admission_refused_total\{resource="vlm",reason="queue_full"\} 1/);
 });
 
 t.test('the English headline: from the inputs, else once per job by the LLM', async (t) => {

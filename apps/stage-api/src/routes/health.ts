@@ -76,6 +76,7 @@ export const healthRoutes: FastifyPluginAsync<{ ctx: StageContext; listenerStatu
       storage: { writable: storageOk },
       cpu: { mode: ctx.cpu.mode, threads: ctx.cpu.threads },
       concurrency: ctx.limiter.snapshot(),
+      warmup: ctx.warmup.status(),
       listener: opts.listenerStatus(),
     };
     return reply.code(database.ok ? 200 : 503).send(body);

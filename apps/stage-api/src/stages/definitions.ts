@@ -518,7 +518,8 @@ const readabilityEval: StageDefinition = {
 
 const iouEval: StageDefinition = {
   step: 'iou_eval',
-  resources: () => ['render'],
+  // A few boxes compared on the main thread: nothing bounded to wait for.
+  resources: () => [],
   async execute(ctx, run) {
     const v = variantOf(run);
     const ov = await latestOverlay(ctx.pool, v.job_variants_id);

@@ -6,7 +6,10 @@
  *   one request per (step, subject, attempt) in this process (409 at once)
  *   -> ownership (404 job_not_found) -> input caps (422 input_too_long)
  *   -> readiness (409) -> image asset tenancy (422 asset_tenant_mismatch)
- *   -> saturation (429, row untouched)
+ *   -> admission: the step's resources, in a FIFO per resource (limiter.ts);
+ *      429 with Retry-After when a queue is full, when the estimated wait is
+ *      longer than the request may wait, or when that wait ends without a
+ *      slot; the row is untouched (still queued) then
  *   -> stageStart with this request's token (409 with the current state when
  *      not ready; retried on database errors, reading back first, until the
  *      deadline: 503, nothing recorded)
@@ -32,6 +35,7 @@ import {
   stageFinishDone,
   stageFinishFailed,
   stageReadBack,
+  STEP_GRAPH,
   stageStart,
 } from '@feedlyai/pipeline-core';
 import type { FastifyBaseLogger } from 'fastify';
@@ -44,7 +48,9 @@ import { getJobForStage, getVariant, listVariants, type VariantRow } from '../db
 import type { StageMetrics } from '../metrics.js';
 import type { CpuRunner } from '../workers/pool.js';
 import { createDeadline, type Deadline, untilAborted } from './deadline.js';
-import type { ResourceLimiter } from './limiter.js';
+import { type Admission, AdmissionClosed, type AdmissionQueues, AdmissionRefused } from './limiter.js';
+import { insertRunTiming, type RunTiming } from './timings.js';
+import type { Warmup } from './warmup.js';
 
 export interface StageContext {
   config: StageConfig;
@@ -52,11 +58,13 @@ export interface StageContext {
   storage: Storage;
   backends: Backends;
   cpu: CpuRunner;
-  limiter: ResourceLimiter;
+  limiter: AdmissionQueues;
   metrics: StageMetrics;
   log: FastifyBaseLogger;
   /** (step, subject, attempt) keys of the requests this process is handling now. */
   inFlight: Set<string>;
+  /** Warm-up at boot (warmup.ts), reported by /healthz. */
+  warmup: Warmup;
 }
 
 export interface StageRun {
@@ -109,9 +117,15 @@ export interface StageReply {
 /** How long after the deadline a finish may still be written (well inside the dispatcher's 5 s margin). */
 export const FINISH_GRACE_MS = 2_000;
 
+/** Admission wait and work of a run (stage_run_timings), ms; answered as wait_ms and work_ms. */
+interface Took {
+  waitMs: number;
+  workMs: number;
+}
+
 type Outcome =
-  | { outcome: 'done'; attempt: number; method: string; summary: Record<string, unknown> }
-  | { outcome: 'failed'; attempt: number; error: string }
+  | { outcome: 'done'; attempt: number; method: string; summary: Record<string, unknown>; took?: Took }
+  | { outcome: 'failed'; attempt: number; error: string; took?: Took }
   | { outcome: 'superseded'; attempt: number; error: string }
   | { outcome: 'conflict'; error: string; state: Record<string, unknown> | null }
   | { outcome: 'gone'; error: string }
@@ -229,11 +243,12 @@ async function durableFinish(
   }
 }
 
-/** The results and the done transition in one transaction; false (rolled back) when superseded. */
-function writeDone(out: StageOutput, finish: Parameters<typeof stageFinishDone>[1]) {
+/** The results, their timing and the done transition in one transaction; false (rolled back) when superseded. */
+function writeDone(out: StageOutput, finish: Parameters<typeof stageFinishDone>[1], timing: () => RunTiming) {
   return async (c: pg.PoolClient): Promise<boolean> => {
     await c.query('BEGIN');
     await out.persist(c);
+    await insertRunTiming(c, timing());
     if (!(await stageFinishDone(c, finish))) {
       await c.query('ROLLBACK');
       return false;
@@ -258,8 +273,12 @@ async function runOne(
   deadline: Deadline,
   token: string,
   tenantId: string,
+  admission: Admission & { at: number; receivedAt: number },
 ): Promise<Outcome> {
   const step = def.step;
+  // This subject's turn: the resources are held and the subjects before it in this request (if any) are done.
+  const turnAt = Date.now();
+  const waitMs = admission.waitMs + (turnAt - admission.at);
   const count = (outcome: Outcome['outcome']) => ctx.metrics.stageOutcomes.inc({ step, outcome });
   const subject = { step, jobId: req.job_id, jobVariantsId: variant?.job_variants_id, attempt: req.attempt, token };
   const what = variant ? 'variant' : 'job';
@@ -308,7 +327,37 @@ async function runOne(
   const until = deadline.at + FINISH_GRACE_MS;
   const timer = ctx.metrics.stageDuration.startTimer({ step });
   const log = ctx.log.child({ step, job_id: req.job_id, job_variants_id: variant?.job_variants_id, attempt });
-  log.info({ deadline_ms: deadline.budgetMs, deadline_from: deadline.source }, 'stage started');
+  log.info(
+    {
+      deadline_ms: deadline.budgetMs,
+      deadline_from: deadline.source,
+      check_ms: Math.round(admission.at - admission.receivedAt - admission.waitMs),
+      wait_ms: Math.round(waitMs),
+    },
+    'stage started',
+  );
+  let workMs = 0;
+  const timing = (outcome: RunTiming['outcome']): RunTiming => ({
+    step,
+    jobId: req.job_id,
+    jobVariantsId: variant?.job_variants_id ?? null,
+    attempt,
+    outcome,
+    resources: admission.resources,
+    receivedAt: admission.receivedAt,
+    admittedAt: turnAt,
+    waitMs,
+    workMs,
+  });
+  const took = (): Took => ({ waitMs: Math.round(waitMs), workMs: Math.round(workMs) });
+  /** The timing of a run that did not end done (best effort: it is bookkeeping, the row says what happened). */
+  const recordTiming = async (outcome: 'failed' | 'superseded') => {
+    try {
+      await onClient(ctx.pool, until, (c) => insertRunTiming(c, timing(outcome)));
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'stage run timing not recorded');
+    }
+  };
 
   const unavailable = (err: unknown): Outcome => {
     log.error({ err: errorMessage(err) }, 'finish not written: the database stayed away; result dropped');
@@ -321,6 +370,7 @@ async function runOne(
     };
   };
   const failed = async (error: string): Promise<Outcome> => {
+    workMs = Date.now() - turnAt;
     const w = await durableFinish(ctx, readBack, until, (c) => stageFinishFailed(c, { ...finish, error }));
     if (w.kind === 'unavailable') return unavailable(w.error);
     if (w.kind === 'committed' && w.status === 'done') {
@@ -331,6 +381,7 @@ async function runOne(
     }
     if (w.kind === 'superseded') {
       log.warn({ err: error }, 'failed, but the attempt was superseded meanwhile: nothing written');
+      await recordTiming('superseded');
       timer({ outcome: 'superseded' });
       count('superseded');
       return {
@@ -339,10 +390,11 @@ async function runOne(
         error: `attempt ${attempt} of ${step} was superseded while it ran (rescued or cancelled); it had failed: ${error}`,
       };
     }
-    log.warn({ err: error }, 'pipeline step failed');
+    log.warn({ err: error, wait_ms: Math.round(waitMs), work_ms: Math.round(workMs) }, 'pipeline step failed');
+    await recordTiming('failed');
     timer({ outcome: 'failed' });
     count('failed');
-    return { outcome: 'failed', attempt, error };
+    return { outcome: 'failed', attempt, error, took: took() };
   };
 
   let out: StageOutput;
@@ -352,9 +404,15 @@ async function runOne(
   } catch (err) {
     return await failed(`${step}: ${errorMessage(err)}`);
   }
+  workMs = Date.now() - turnAt;
   let w: FinishWrite;
   try {
-    w = await durableFinish(ctx, readBack, until, writeDone(out, finish));
+    w = await durableFinish(
+      ctx,
+      readBack,
+      until,
+      writeDone(out, finish, () => timing('done')),
+    );
   } catch (err) {
     // The results could not be stored (not a database outage): the step failed.
     return await failed(`${step}: storing the results failed: ${errorMessage(err)}`);
@@ -362,6 +420,7 @@ async function runOne(
   if (w.kind === 'unavailable') return unavailable(w.error);
   if (w.kind === 'superseded') {
     log.warn('attempt superseded while running: results discarded');
+    await recordTiming('superseded');
     timer({ outcome: 'superseded' });
     count('superseded');
     return {
@@ -375,19 +434,31 @@ async function runOne(
     count('failed');
     return { outcome: 'failed', attempt, error: `${step}: the row says failed` };
   }
-  log.info({ method: out.method, read_back: w.kind === 'committed' }, 'pipeline step succeeded');
+  log.info(
+    {
+      method: out.method,
+      read_back: w.kind === 'committed',
+      wait_ms: Math.round(waitMs),
+      work_ms: Math.round(workMs),
+    },
+    'pipeline step succeeded',
+  );
   timer({ outcome: 'done' });
   count('done');
-  return { outcome: 'done', attempt, method: out.method, summary: out.summary };
+  return { outcome: 'done', attempt, method: out.method, summary: out.summary, took: took() };
+}
+
+function tookBody(t: Took | undefined): Record<string, number> {
+  return t ? { wait_ms: t.waitMs, work_ms: t.workMs } : {};
 }
 
 function outcomeBody(o: Outcome, variant: VariantRow | null): Record<string, unknown> {
   const base: Record<string, unknown> = variant ? { job_variants_id: variant.job_variants_id } : {};
   switch (o.outcome) {
     case 'done':
-      return { ...base, status: 'done', attempt: o.attempt, method: o.method, ...o.summary };
+      return { ...base, status: 'done', attempt: o.attempt, method: o.method, ...o.summary, ...tookBody(o.took) };
     case 'failed':
-      return { ...base, status: 'failed', attempt: o.attempt, error: o.error };
+      return { ...base, status: 'failed', attempt: o.attempt, error: o.error, ...tookBody(o.took) };
     case 'superseded':
       return { ...base, status: 'superseded', attempt: o.attempt, error: o.error };
     case 'conflict':
@@ -412,6 +483,34 @@ const STATUS_OF: Record<Outcome['outcome'], number> = {
   gone: 404,
   unavailable: 503,
 };
+
+/** A 429 of admission: nothing was started, the row is untouched (docs/stage-api.md, "Admission"). */
+function refusedReply(ctx: StageContext, step: Step, err: AdmissionRefused): StageReply {
+  ctx.metrics.saturated.inc({ step, resource: err.resource });
+  ctx.log.info(
+    {
+      step,
+      resource: err.resource,
+      reason: err.reason,
+      retry_after_s: err.retryAfterS,
+      waited_ms: Math.round(err.waitedMs),
+    },
+    'stage call refused by admission (429)',
+  );
+  return {
+    statusCode: 429,
+    headers: { 'retry-after': String(err.retryAfterS) },
+    body: {
+      error: `${step} not started: ${err.message}; retry after ${err.retryAfterS} s`,
+      code: 'busy',
+      reason: err.reason,
+      resource: err.resource,
+      retry_after_s: err.retryAfterS,
+      waited_ms: Math.round(err.waitedMs),
+      queue: err.queue,
+    },
+  };
+}
 
 function notFound(error: string): StageReply {
   return { statusCode: 404, body: { error, code: JOB_NOT_FOUND } };
@@ -560,16 +659,30 @@ async function checkAndRun(
     };
   }
 
+  // Admission: the row is started only once every resource is held (docs/stage-api.md, "Admission").
   const resources = def.resources(ctx);
-  const slot = ctx.limiter.tryAcquire(resources);
-  if (!slot) {
-    for (const r of resources) ctx.metrics.saturated.inc({ step, resource: r });
-    return {
-      statusCode: 429,
-      headers: { 'retry-after': String(ctx.config.retryAfterSeconds) },
-      body: { error: `${step} is at its concurrency limit (${resources.join(', ')}): retry later` },
-    };
+  const receivedAt = deadline.at - deadline.budgetMs;
+  let slot: Admission;
+  try {
+    slot = await ctx.limiter.acquire(resources, {
+      // Half the step's timeout, or of the request's deadline when that is shorter (unless configured).
+      maxWaitMs: ctx.limiter.maxWaitMs(
+        resources,
+        Math.min(STEP_GRAPH[step].timeoutMs, deadline.budgetMs),
+        deadline.left(),
+      ),
+      signal: deadline.signal,
+    });
+  } catch (err) {
+    if (err instanceof AdmissionClosed) {
+      // A service answer, not saturation: the dispatcher sends the same attempt again later.
+      ctx.metrics.stageOutcomes.inc({ step, outcome: 'unavailable' });
+      return { statusCode: 503, body: { error: `${step} not started: ${err.message}; nothing recorded` } };
+    }
+    if (!(err instanceof AdmissionRefused)) throw err;
+    return refusedReply(ctx, step, err);
   }
+  const admission = { ...slot, at: Date.now(), receivedAt };
   const token = randomUUID();
   try {
     const single = subjects.length === 1 && (isJobLevel(step) || req.job_variants_id !== undefined);
@@ -581,7 +694,7 @@ async function checkAndRun(
         outcomes.push({ o: { outcome: 'conflict', error, state: null }, v });
         continue;
       }
-      outcomes.push({ o: await runOne(ctx, def, req, v, hooks, deadline, token, job.tenant_id), v });
+      outcomes.push({ o: await runOne(ctx, def, req, v, hooks, deadline, token, job.tenant_id, admission), v });
     }
     if (single) {
       const only = outcomes[0] as { o: Outcome; v: VariantRow | null };

@@ -48,10 +48,14 @@ export function createCpuRunner(workers: number): CpuRunner {
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
   const pool = new Piscina({
     filename: fileURLToPath(new URL(`./cpu-worker${ext}`, import.meta.url)),
-    minThreads: 0,
+    // Every thread stays: one stopped after an idle minute would make the next call pay its start again.
+    minThreads: workers,
     maxThreads: workers,
     idleTimeout: 60_000,
   });
+  // A thread that fails outside a task (its start, with minThreads) is replaced on the next task, whose
+  // call then rejects with the error: the pool-level event must not end the process.
+  pool.on('error', () => {});
   return {
     mode: 'workers',
     threads: workers,
