@@ -305,6 +305,40 @@ export async function stallHints(db: Db, s: MonitorSnapshot): Promise<string[]> 
   return hints;
 }
 
+/**
+ * The stage server's own timing of each step of a job (table
+ * stage_run_timings, docs/stage-api.md, "Admission"): for each variant (by
+ * creation order; null for the job-level steps) and step, the latest run's
+ * admission wait and work, in ms.
+ */
+export interface StageRunTiming {
+  variantOrder: number | null;
+  step: string;
+  attempt: number;
+  outcome: string;
+  waitMs: number;
+  workMs: number;
+}
+
+export async function stageRunTimings(db: Db, jobId: string): Promise<StageRunTiming[]> {
+  const r = await db.query(
+    `SELECT DISTINCT ON (coalesce(t.job_variants_id::text, ''), t.step)
+            v.creation_order, t.step, t.attempt, t.outcome, t.wait_ms, t.work_ms
+       FROM stage_run_timings t LEFT JOIN jobs_variants v ON v.job_variants_id = t.job_variants_id
+      WHERE t.job_id = $1
+      ORDER BY coalesce(t.job_variants_id::text, ''), t.step, t.finished_at DESC, t.id DESC`,
+    [jobId],
+  );
+  return r.rows.map((x) => ({
+    variantOrder: x.creation_order === null || x.creation_order === undefined ? null : Number(x.creation_order),
+    step: String(x.step),
+    attempt: Number(x.attempt),
+    outcome: String(x.outcome),
+    waitMs: Number(x.wait_ms),
+    workMs: Number(x.work_ms),
+  }));
+}
+
 // ---------------------------------------------------------------- rendering
 
 export function progressBar(done: number, total: number, width = 20): string {

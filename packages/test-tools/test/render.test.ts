@@ -117,20 +117,24 @@ t.test('plain lines: everything on the first check, then only what changed', asy
   t.match(lines[1], /Caption: A caption/);
 });
 
-t.test('demo timings table: one row per step, one column per variant plus the job', async (t) => {
+t.test('demo timings table: one row per step, a wait and a work column per variant plus the job', async (t) => {
   const table = timingsTable(
     [
-      { variantOrder: 1, step: 'vlm_analyze', durationMs: 1500 },
-      { variantOrder: 2, step: 'vlm_analyze', durationMs: 700 },
-      { variantOrder: null, step: 'instagram_feed_gen', durationMs: 450 },
+      { variantOrder: 1, step: 'vlm_analyze', waitMs: 0, workMs: 1500 },
+      { variantOrder: 2, step: 'vlm_analyze', waitMs: 320, workMs: 700 },
+      { variantOrder: null, step: 'instagram_feed_gen', waitMs: 3, workMs: 450 },
     ],
     [1, 2],
   );
   const rows = table.split('\n');
-  t.equal(rows.length, 11, 'header and ten steps');
-  t.match(rows[0], /step\s+variant #1\s+variant #2\s+job/);
-  t.match(rows[1], /vlm_analyze\s+1\.5 s\s+700 ms/);
-  t.match(rows[10], /instagram_feed_gen\s+450 ms$/);
+  t.equal(rows.length, 12, 'two header lines and ten steps');
+  t.match(rows[0], /step\s+variant #1\s+variant #2\s+job$/);
+  t.match(rows[1], /^\s+wait\s+work\s+wait\s+work\s+wait\s+work$/);
+  t.match(rows[2], /vlm_analyze\s+0 ms\s+1\.5 s\s+320 ms\s+700 ms$/);
+  t.match(rows[11], /instagram_feed_gen\s+3 ms\s+450 ms$/);
+  const titles = ['variant #1', 'variant #2', 'job'].map((x) => (rows[0] as string).indexOf(x));
+  const waits = [...(rows[1] as string).matchAll(/wait/g)].map((m) => m.index);
+  t.same(titles, waits, 'each title above its wait and work columns');
 });
 
 t.test('runCli in-process: exit codes returned, output captured, no process.exit', async (t) => {

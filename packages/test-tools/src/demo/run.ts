@@ -25,7 +25,7 @@ import pg from 'pg';
 import { analyzeJobs, renderHtml, renderSummary } from '../analyze.js';
 import { type EmbeddedServer, freePort, startEmbeddedPostgres } from '../db/embedded.js';
 import { requireEmbeddedBinary } from '../db/binary.js';
-import { formatDuration, type MonitorSnapshot, runMonitor } from '../monitor.js';
+import { formatDuration, type MonitorSnapshot, runMonitor, stageRunTimings } from '../monitor.js';
 import { createPipelineJob } from '../seeder.js';
 
 export interface DemoOptions {
@@ -55,25 +55,38 @@ interface Closer {
 
 type StageApp = Awaited<ReturnType<typeof buildApp>>;
 
-/** Per-step timings table: one row per step, one column per variant (job-level steps in their own column). */
+/**
+ * Per-step timings table: one row per step; for each variant (and the job,
+ * for the job-level steps) two columns, the admission wait and the work that
+ * the stage server recorded (stage_run_timings, docs/stage-api.md).
+ */
 export function timingsTable(
-  timings: Array<{ variantOrder: number | null; step: string; durationMs: number | null }>,
+  timings: Array<{ variantOrder: number | null; step: string; waitMs: number | null; workMs: number | null }>,
   variantOrders: number[],
 ): string {
-  const header = ['step', ...variantOrders.map((o) => `variant #${o}`), 'job'];
-  const rows: string[][] = [header];
+  const groups = [...variantOrders.map((o) => ({ order: o as number | null, title: `variant #${o}` }))];
+  groups.push({ order: null, title: 'job' });
+  const rows: string[][] = [['step'], ['', ...groups.flatMap(() => ['wait', 'work'])]];
   for (const step of AUTOMATIC_STEPS) {
     const row: string[] = [step];
-    for (const o of variantOrders) {
-      const t = timings.find((x) => x.step === step && x.variantOrder === o);
-      row.push(t ? formatDuration(t.durationMs) : '');
+    for (const g of groups) {
+      const t = timings.find((x) => x.step === step && x.variantOrder === g.order);
+      row.push(t ? formatDuration(t.waitMs) : '', t ? formatDuration(t.workMs) : '');
     }
-    const j = timings.find((x) => x.step === step && x.variantOrder === null);
-    row.push(j ? formatDuration(j.durationMs) : '');
     rows.push(row);
   }
-  const widths = header.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => `  ${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd()).join('\n');
+  const widths = (rows[1] as string[]).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  // The group titles sit above their two columns (wider when the title is).
+  for (const [gi, g] of groups.entries()) {
+    const i = 1 + gi * 2;
+    const span = (widths[i] ?? 0) + 2 + (widths[i + 1] ?? 0);
+    if (g.title.length > span) widths[i + 1] = (widths[i + 1] ?? 0) + g.title.length - span;
+  }
+  const cells = (r: string[]) => `  ${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd();
+  const header = `  ${'step'.padEnd(widths[0] ?? 0)}  ${groups
+    .map((g, gi) => g.title.padEnd((widths[1 + gi * 2] ?? 0) + 2 + (widths[2 + gi * 2] ?? 0)))
+    .join('  ')}`.trimEnd();
+  return [header, ...rows.slice(1).map(cells)].join('\n');
 }
 
 export async function runDemo(o: DemoOptions): Promise<number> {
@@ -127,6 +140,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       // Server and listener logs go to a file: the live view on the terminal stays readable.
       logger: { level: o.logLevel, file: o.logFile },
       listener: { stageApiUrl: baseUrl, connectionString: url, enabled: true },
+      // Models, fonts and worker threads loaded before the job (docs/stage-api.md, "Warm-up").
+      warm: true,
     });
     closers.push({ name: 'stage server', close: () => app.close() });
     await app.listen({ host, port });
@@ -183,10 +198,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       o.out('Per-step timings:');
       o.out(
         timingsTable(
-          aj.stepTimings,
+          await stageRunTimings(pool, job.jobId),
           aj.variants.map((v) => v.order),
         ),
       );
+      o.out("  (wait: in the stage server's admission queue; work: from the step's start to its finish)");
       o.out('Creatives:');
       for (const v of aj.variants) {
         o.out(`  #${v.order}${v.chosen ? ' (chosen)' : ''} ${v.overlay?.imagePath ?? '(none)'}`);
