@@ -1,3 +1,4 @@
+export * from './child-env.js';
 export * from './embedded.js';
 export * from './harness.js';
 export * from './seed.js';
