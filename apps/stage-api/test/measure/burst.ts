@@ -7,13 +7,12 @@
  * each job's time from the burst to (instagram_feed_gen, done). Prints one
  * JSON object (docs/stage-api.md, "Admission", has the figures).
  *
- * From apps/stage-api, after `pnpm --filter @feedlyai/stage-api build` is not
- * needed (it runs the TypeScript sources):
+ * From apps/stage-api (it runs the TypeScript sources, no build needed):
  *
- *   node test/measure/run-ts.mjs test/measure/burst.ts [jobs=20] [variants=3]
+ *   node test/measure/run-ts.mjs test/measure/burst.ts [jobs=20] [variants=3] [log-file]
  *
  * STAGE_CPU_WORKERS (default 1) and the other STAGE_* variables of the stage
- * server apply; BURST_LOG_FILE=path keeps the server's and listener's log. Its own database on the test run's PostgreSQL (embedded,
+ * server apply; a log file keeps the server's and the listener's log. Its own database on the test run's PostgreSQL (embedded,
  * started and stopped by @feedlyai/test-helpers, or TEST_DATABASE_URL).
  */
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -203,8 +202,11 @@ export async function burstStorage(): Promise<{ dir: string; remove: () => Promi
 async function main(): Promise<void> {
   const jobs = Number(process.argv[2] ?? 20);
   const variants = Number(process.argv[3] ?? 3);
+  const logFile = process.argv[4];
   if (!Number.isInteger(jobs) || jobs < 1 || !Number.isInteger(variants) || variants < 1) {
-    process.stderr.write('usage: node test/measure/run-ts.mjs test/measure/burst.ts [jobs=20] [variants=3]\n');
+    process.stderr.write(
+      'usage: node test/measure/run-ts.mjs test/measure/burst.ts [jobs=20] [variants=3] [log-file]\n',
+    );
     process.exit(2);
   }
   const db = await createTestDatabase({ migrate: (url) => migrate(url) });
@@ -217,8 +219,8 @@ async function main(): Promise<void> {
       jobs,
       variants,
       timeoutMs: 30 * 60_000,
-      // BURST_LOG_FILE: the stage server's and the listener's log (default: none).
-      ...(process.env.BURST_LOG_FILE ? { app: { logger: { level: 'info', file: process.env.BURST_LOG_FILE } } } : {}),
+      // A log file: the stage server's and the listener's log (default: none).
+      ...(logFile ? { app: { logger: { level: 'info', file: logFile } } } : {}),
     });
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } finally {

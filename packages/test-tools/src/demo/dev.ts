@@ -84,6 +84,8 @@ try {
     host,
     port,
     listener: { stageApiUrl: process.env.STAGE_API_URL, connectionString: url },
+    // Models, fonts and worker threads loaded before it listens (docs/stage-api.md, "Warm-up").
+    warm: true,
   });
   closers.push(() => app.close());
   await app.listen({ host, port });
