@@ -12,6 +12,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { stageSlots } from '../src/app.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import {
   type Admission,
@@ -441,4 +442,18 @@ t.test('warm-up at boot: every part warmed before ready, /healthz says it finish
   const t0 = performance.now();
   await app.stageContext.backends.ocr();
   t.ok(performance.now() - t0 < 50, 'the OCR engine was created by the warm-up');
+});
+
+t.test('the hosted listener is sent what the server can run at once (stageSlots)', async (t) => {
+  const db = await testDb(t);
+  const storage = await tempStorage(t);
+  const slots = async (o: Parameters<typeof testApp>[3]) => stageSlots((await testApp(t, db, storage, o)).stageContext);
+  t.equal(await slots({ cpuWorkers: 1 }), 2, 'CPU fallbacks: the renderer on one thread + OCR');
+  t.equal(await slots({ cpuWorkers: 2 }), 3, 'two threads: both render slots');
+  t.equal(await slots({ cpuWorkers: 0 }), 2, 'inline: one thread');
+  t.equal(
+    await slots({ cpuWorkers: 1, vlm: { baseUrl: 'http://127.0.0.1:9/v1' }, concurrency: { vlm: 3 } }),
+    5,
+    'a VLM server: its 3 slots + the renderer + OCR',
+  );
 });

@@ -26,4 +26,6 @@ t.test('a burst of 3 jobs x 3 variants: all complete, no refusal while a queue h
   t.equal(report.failed, 0, 'none failed');
   t.equal(report.refusals.whileRoom, 0, 'no 429 while a queue had room');
   t.equal(report.steps.vlm_analyze?.runs, 9, 'every variant timed');
+  // The hosted listener sends at most what the server can run (2 here: the renderer on its one thread, and OCR).
+  t.equal(report.maxQueued.render, 0, 'no call waited for the renderer');
 });
