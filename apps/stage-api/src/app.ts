@@ -3,7 +3,7 @@
  * not listening (server.ts listens). Options override the environment.
  */
 import jobStateListener, { type JobStateListenerOptions } from '@feedlyai/listener-plugin';
-import { createStorage } from '@feedlyai/pipeline-core';
+import { createStorage } from '@feedlyai/storage';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import pg from 'pg';

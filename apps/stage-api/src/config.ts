@@ -4,7 +4,8 @@
  * apps/stage-api/README.md), overridden by buildApp options, validated once
  * with clear errors.
  */
-import { allowedHostsFromEnv, databaseUrlFromEnv } from '@feedlyai/pipeline-core';
+import { databaseUrlFromEnv } from '@feedlyai/pipeline-core';
+import { allowedHostsFromEnv } from '@feedlyai/storage';
 import { z } from 'zod';
 
 /** The bounded resources: one semaphore each. */

@@ -5,7 +5,6 @@ export * from './envFile.js';
 export { migrate, LATEST_MIGRATION, type MigrateOptions, type MigrateResult } from './migrate.js';
 export { MIGRATIONS, type Migration } from './migrations/index.js';
 export * from './sql/stage.js';
-export * from './storage.js';
 export * from './sql/types.js';
 export * from './sql/subject.js';
 export * from './sql/claimVariant.js';

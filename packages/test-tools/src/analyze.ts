@@ -577,7 +577,7 @@ function mimeOf(bytes: Uint8Array): string {
 /**
  * A self-contained HTML report: each creative embedded as a base64 data URL
  * beside its scores, the chosen variant highlighted, the feed image and text.
- * `readImage` reads a storage key (pipeline-core's storage `read`).
+ * `readImage` reads a storage key (`read` of `@feedlyai/storage`).
  */
 export async function renderHtml(
   report: AnalyzeReport,

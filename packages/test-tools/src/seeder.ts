@@ -5,19 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import {
-  type CappedInput,
-  FINAL_STEP,
-  INPUT_CAPS,
-  inputCapViolations,
-  type Storage,
-  withTransaction,
-} from '@feedlyai/pipeline-core';
+import { type CappedInput, FINAL_STEP, INPUT_CAPS, inputCapViolations, withTransaction } from '@feedlyai/pipeline-core';
+import type { Storage } from '@feedlyai/storage';
 import type pg from 'pg';
 import { samplePhotoPath } from './assets.js';
 import { markImgGenDone, seedJob } from './db/seed.js';
 
-/** What the seeders need of pipeline-core's storage module (`createStorage({ root })`). */
+/** What the seeders need of the storage package (`createStorage({ root })`). */
 export type StorageLike = Pick<Storage, 'put'>;
 
 export const DEFAULT_TENANT = 'pipeline_test_tenant_v2';

@@ -12,7 +12,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { isRemoteRef, StorageError } from '@feedlyai/pipeline-core';
+import { isRemoteRef, StorageError } from '@feedlyai/storage';
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
 import { getAsset } from '../db/queries.js';
 import type { StageContext } from '../stages/runner.js';

@@ -40,7 +40,7 @@ import {
 } from '@feedlyai/pipeline-core';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
-import type { Storage } from '@feedlyai/pipeline-core';
+import type { Storage } from '@feedlyai/storage';
 import type { Backends } from '../clients/models.js';
 import type { Resource, StageConfig } from '../config.js';
 import { backoffUntil, DatabaseUnavailable, isTransientDbError, onClient, retryTransient } from '../db/durable.js';

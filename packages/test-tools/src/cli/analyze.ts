@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { createStorage } from '@feedlyai/pipeline-core';
+import { createStorage } from '@feedlyai/storage';
 import { Command } from 'commander';
 import { analyzeJobs, renderHtml, renderText } from '../analyze.js';
 import {

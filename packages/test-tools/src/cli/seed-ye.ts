@@ -1,4 +1,4 @@
-import { createStorage } from '@feedlyai/pipeline-core';
+import { createStorage } from '@feedlyai/storage';
 import { Command, Option } from 'commander';
 import { type CreatedJob, createYeJob, type SeederSummary, waitForJob } from '../seeder.js';
 import {

@@ -18,7 +18,8 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { AUTOMATIC_STEPS, createStorage, databaseUrlFromEnv, migrate, redactUrl } from '@feedlyai/pipeline-core';
+import { AUTOMATIC_STEPS, databaseUrlFromEnv, migrate, redactUrl } from '@feedlyai/pipeline-core';
+import { createStorage } from '@feedlyai/storage';
 import { buildApp } from '@feedlyai/stage-api';
 import { createLogUpdate } from 'log-update';
 import pg from 'pg';

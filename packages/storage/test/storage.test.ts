@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { allowedHostsFromEnv, createStorage, isRemoteRef, StorageError } from '../src/storage.js';
+import { allowedHostsFromEnv, createStorage, isRemoteRef, StorageError } from '../src/index.js';
 
 async function tempRoot(t: Test): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'feedly-storage-'));
