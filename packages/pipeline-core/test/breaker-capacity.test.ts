@@ -189,7 +189,7 @@ t.test('capacity: a per-step and a per-URL limit inside the total', async (t) =>
   t.equal(cap.free('vlm_judge'), 1, 'the GPU URL limit (3) leaves one for the other GPU step');
   const j = cap.take('vlm_judge');
   t.equal(cap.free('vlm_judge'), 0, 'GPU URL full');
-  t.equal(cap.free('ocr_eval'), 6, 'the CPU steps keep the rest of the total (10 - 4)');
+  t.equal(cap.free('ocr_eval'), 7, 'the CPU steps keep the rest of the total (10 - 3 taken)');
   t.equal(cap.inUseBy('vlm_analyze'), 2);
   a1?.release();
   t.equal(cap.free('vlm_analyze'), 1);
