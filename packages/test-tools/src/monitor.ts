@@ -1,49 +1,19 @@
 /**
- * The pipeline monitor of seed 003: a snapshot of one job (job and variant
- * states, per-step timings from pipeline_step_runs, the planner image, the
- * overlay images, the ad copy, the Instagram caption and hashtags) and three
- * renderings of it: a frame redrawn in place on a terminal, plain lines (one
- * per change) otherwise, and JSON.
+ * The pipeline monitor of seed 003: a snapshot of one job (its view from
+ * @feedlyai/pipeline-views: job and variant states, per-step timings from
+ * pipeline_step_runs, the planner image, the overlay images, the ad copy, the
+ * Instagram caption and hashtags) and three renderings of it: a frame redrawn
+ * in place on a terminal, plain lines (one per change) otherwise, and JSON.
  */
-import { resolve as resolvePath } from 'node:path';
-import {
-  AUTOMATIC_STEPS,
-  FINAL_STEP,
-  JOB_STEPS,
-  progressIndex,
-  type Step,
-  VARIANT_STEPS,
-  isStep,
-} from '@feedlyai/pipeline-core';
-import type pg from 'pg';
+import { AUTOMATIC_STEPS } from '@feedlyai/pipeline-core';
+import { type JobView, type Queryable, readJobView, type StepRun, type VariantView } from '@feedlyai/pipeline-views';
 import { LISTENER_APPLICATION_NAME, TRIGGERS } from './status.js';
 
-type Db = Pick<pg.Pool, 'query'>;
+type Db = Queryable;
 
-export interface StepTiming {
-  step: string;
-  attempt: number;
-  trigger: string;
-  state: string;
-  claimedAt: string;
-  finishedAt: string | null;
-  /** finished - claimed, or now - claimed while the step is still open. */
-  elapsedMs: number;
-  open: boolean;
-}
-
-export interface VariantView {
-  id: string;
-  order: number;
-  step: string;
-  status: string;
-  attempt: number;
-  lastError: string | null;
-  givenUp: boolean;
-  /** Steps done out of the 10 automatic steps (the job-level ones counted once the job reaches them). */
-  progress: number;
-  timings: StepTiming[];
-}
+/** The latest run of a step (the view model's StepRun). */
+export type StepTiming = StepRun;
+export type { VariantView };
 
 export interface MonitorOutputs {
   plannerImages: Array<{ variantId: string; order: number; path: string }>;
@@ -72,6 +42,7 @@ export interface MonitorSnapshot {
     progress: number;
     elapsedMs: number;
   };
+  /** The view model's variants (@feedlyai/pipeline-views): state, results, scores, timings. */
   variants: VariantView[];
   jobTimings: StepTiming[];
   outputs: MonitorOutputs;
@@ -82,18 +53,6 @@ export interface MonitorSnapshot {
 
 export const TOTAL_STEPS = AUTOMATIC_STEPS.length;
 
-function stepsDoneAt(step: string, status: string): number {
-  if (!isStep(step)) return 0;
-  const idx = progressIndex(step as Step);
-  if (idx === 0) return 0;
-  return status === 'done' ? idx : idx - 1;
-}
-
-function iso(d: Date | string | null): string | null {
-  if (d === null) return null;
-  return d instanceof Date ? d.toISOString() : new Date(d).toISOString();
-}
-
 export interface SnapshotOptions {
   /** Where relative storage keys live (STORAGE_DIR, default .data/storage). */
   storageDir?: string;
@@ -103,161 +62,55 @@ export class JobNotFoundError extends Error {
   override name = 'JobNotFoundError';
 }
 
-/** One consistent-enough read of everything the monitor shows. */
-export async function monitorSnapshot(db: Db, jobId: string, o: SnapshotOptions = {}): Promise<MonitorSnapshot> {
-  const storageDir = resolvePath(o.storageDir ?? '.data/storage');
-  const toPath = (key: string) => (/^https?:\/\//.test(key) ? key : resolvePath(storageDir, key));
-  const jr = await db.query(
-    `SELECT job_id, tenant_id, current_step, status, attempt, last_error, failure_reason,
-            created_at, updated_at, completed_at, now() AS now
-       FROM jobs WHERE job_id = $1`,
-    [jobId],
-  );
-  const j = jr.rows[0];
-  if (!j) throw new JobNotFoundError(`job ${jobId} not found`);
-  const now = new Date(j.now).getTime();
-  const vr = await db.query(
-    `SELECT job_variants_id, creation_order, current_step, status, attempt, last_error, given_up_at
-       FROM jobs_variants WHERE job_id = $1 ORDER BY creation_order, job_variants_id`,
-    [jobId],
-  );
-  const runs = await db.query(
-    `SELECT DISTINCT ON (coalesce(job_variants_id::text, ''), step)
-            job_variants_id, step, attempt, trigger, state, claimed_at, finished_at
-       FROM pipeline_step_runs WHERE job_id = $1
-      ORDER BY coalesce(job_variants_id::text, ''), step, claimed_at DESC, run_id DESC`,
-    [jobId],
-  );
-  const timing = (r: Record<string, unknown>): StepTiming => {
-    const claimed = new Date(r.claimed_at as Date).getTime();
-    const finished = r.finished_at ? new Date(r.finished_at as Date).getTime() : null;
-    return {
-      step: String(r.step),
-      attempt: Number(r.attempt),
-      trigger: String(r.trigger),
-      state: String(r.state),
-      claimedAt: iso(r.claimed_at as Date) as string,
-      finishedAt: iso((r.finished_at as Date | null) ?? null),
-      elapsedMs: Math.max(0, (finished ?? now) - claimed),
-      open: finished === null,
-    };
-  };
-  const order = (s: string) => (isStep(s) ? progressIndex(s as Step) : 99);
-  const byVariant = new Map<string, StepTiming[]>();
-  const jobTimings: StepTiming[] = [];
-  for (const r of runs.rows) {
-    const t = timing(r);
-    if (r.job_variants_id) {
-      const list = byVariant.get(r.job_variants_id) ?? [];
-      list.push(t);
-      byVariant.set(r.job_variants_id, list);
-    } else jobTimings.push(t);
-  }
-  for (const list of byVariant.values()) list.sort((a, b) => order(a.step) - order(b.step));
-  jobTimings.sort((a, b) => order(a.step) - order(b.step));
-
-  const jobPhase = (JOB_STEPS as readonly string[]).includes(j.current_step);
-  const jobDone = jobPhase ? stepsDoneAt(j.current_step, j.status) - VARIANT_STEPS.length : 0;
-  const variants: VariantView[] = vr.rows.map((v) => {
-    const variantDone = Math.min(VARIANT_STEPS.length, stepsDoneAt(v.current_step, v.status));
-    return {
-      id: v.job_variants_id,
-      order: v.creation_order,
-      step: v.current_step,
-      status: v.status,
-      attempt: v.attempt,
-      lastError: v.last_error,
-      givenUp: v.given_up_at !== null,
-      progress: variantDone + (variantDone === VARIANT_STEPS.length ? Math.max(0, jobDone) : 0),
-      timings: byVariant.get(v.job_variants_id) ?? [],
-    };
-  });
-  const progress = jobPhase
-    ? VARIANT_STEPS.length + Math.max(0, jobDone)
-    : variants.length
-      ? variants.reduce((n, v) => n + v.progress, 0) / variants.length
-      : 0;
-
-  const outputs = await loadOutputs(db, jobId, variants, toPath);
-  const outcome: MonitorSnapshot['outcome'] =
-    j.current_step === FINAL_STEP && j.status === 'done' ? 'done' : j.failure_reason ? 'failed' : null;
-  const endMs = j.completed_at ? new Date(j.completed_at).getTime() : now;
+/** The monitor's snapshot of a job's view. */
+export function snapshotOf(view: JobView): MonitorSnapshot {
+  const byOrder = (a: { order: number }, b: { order: number }) => a.order - b.order;
+  const images = (pick: (v: VariantView) => string | null | undefined) =>
+    view.variants
+      .flatMap((v) => {
+        const path = pick(v);
+        return path ? [{ variantId: v.id, order: v.order, path }] : [];
+      })
+      .sort(byOrder);
   return {
-    at: new Date(now).toISOString(),
+    at: view.readAt,
     job: {
-      id: j.job_id,
-      tenantId: j.tenant_id,
-      step: j.current_step,
-      status: j.status,
-      attempt: j.attempt,
-      lastError: j.last_error,
-      failureReason: j.failure_reason,
-      createdAt: iso(j.created_at) as string,
-      updatedAt: iso(j.updated_at) as string,
-      completedAt: iso(j.completed_at),
-      progress: Math.round(progress * 10) / 10,
-      elapsedMs: Math.max(0, endMs - new Date(j.created_at).getTime()),
+      id: view.id,
+      tenantId: view.tenantId,
+      step: view.step,
+      status: view.status,
+      attempt: view.attempt,
+      lastError: view.lastError,
+      failureReason: view.failureReason,
+      createdAt: view.createdAt,
+      updatedAt: view.updatedAt,
+      completedAt: view.completedAt,
+      progress: view.progress,
+      elapsedMs: view.elapsedMs,
     },
-    variants,
-    jobTimings,
-    outputs,
-    outcome,
+    variants: view.variants,
+    jobTimings: view.timings,
+    outputs: {
+      plannerImages: images((v) => v.planner?.previewPath),
+      overlayImages: images((v) => v.overlay?.imagePath),
+      adCopy: view.adCopy
+        ? { headlineEng: view.adCopy.headlineEng, taglineKor: view.adCopy.taglineKor, adCopyKor: view.adCopy.adCopyKor }
+        : null,
+      caption: view.feed?.caption ?? null,
+      hashtags: view.feed?.hashtags ?? [],
+      feedImage: view.feed?.feedImagePath ?? null,
+      chosenVariantId: view.feed?.chosenVariantId ?? null,
+    },
+    outcome: view.outcome,
     hints: [],
   };
 }
 
-async function loadOutputs(
-  db: Db,
-  jobId: string,
-  variants: VariantView[],
-  toPath: (key: string) => string,
-): Promise<MonitorOutputs> {
-  const orderOf = new Map(variants.map((v) => [v.id, v.order]));
-  const planner = await db.query(
-    `SELECT DISTINCT ON (job_variants_id) job_variants_id, preview_image_key
-       FROM stage_planner_proposals
-      WHERE job_id = $1 AND chosen AND preview_image_key IS NOT NULL
-      ORDER BY job_variants_id, created_at DESC, id DESC`,
-    [jobId],
-  );
-  const overlays = await db.query(
-    `SELECT DISTINCT ON (job_variants_id) job_variants_id, image_key
-       FROM stage_overlays WHERE job_id = $1
-      ORDER BY job_variants_id, created_at DESC, id DESC`,
-    [jobId],
-  );
-  const copy = await db.query('SELECT headline_eng, tagline_kor, ad_copy_kor FROM job_ad_copies WHERE job_id = $1', [
-    jobId,
-  ]);
-  const feed = await db.query(
-    `SELECT caption, hashtags, feed_image_key, chosen_variant_id FROM stage_instagram_feeds
-      WHERE job_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1`,
-    [jobId],
-  );
-  const byOrder = (a: { order: number }, b: { order: number }) => a.order - b.order;
-  const c = copy.rows[0];
-  const f = feed.rows[0];
-  return {
-    plannerImages: planner.rows
-      .map((r) => ({
-        variantId: r.job_variants_id as string,
-        order: orderOf.get(r.job_variants_id) ?? 0,
-        path: toPath(r.preview_image_key),
-      }))
-      .sort(byOrder),
-    overlayImages: overlays.rows
-      .map((r) => ({
-        variantId: r.job_variants_id as string,
-        order: orderOf.get(r.job_variants_id) ?? 0,
-        path: toPath(r.image_key),
-      }))
-      .sort(byOrder),
-    adCopy: c ? { headlineEng: c.headline_eng, taglineKor: c.tagline_kor, adCopyKor: c.ad_copy_kor } : null,
-    caption: f?.caption ?? null,
-    hashtags: Array.isArray(f?.hashtags) ? f.hashtags.map(String) : [],
-    feedImage: f ? toPath(f.feed_image_key) : null,
-    chosenVariantId: f?.chosen_variant_id ?? null,
-  };
+/** One read of everything the monitor shows. */
+export async function monitorSnapshot(db: Db, jobId: string, o: SnapshotOptions = {}): Promise<MonitorSnapshot> {
+  const view = await readJobView(db, jobId, o.storageDir === undefined ? {} : { storageDir: o.storageDir });
+  if (!view) throw new JobNotFoundError(`job ${jobId} not found`);
+  return snapshotOf(view);
 }
 
 /** Why nothing moves: listener connection, triggers, failed variants, waiting inputs. */
@@ -303,40 +156,6 @@ export async function stallHints(db: Db, s: MonitorSnapshot): Promise<string[]> 
   const user = s.variants.filter((v) => v.step === 'user_img_input').length;
   if (user > 0) hints.push(`${user} variant(s) at user_img_input: they wait for the YE part's img_gen`);
   return hints;
-}
-
-/**
- * The stage server's own timing of each step of a job (table
- * stage_run_timings, docs/stage-api.md, "Admission"): for each variant (by
- * creation order; null for the job-level steps) and step, the latest run's
- * admission wait and work, in ms.
- */
-export interface StageRunTiming {
-  variantOrder: number | null;
-  step: string;
-  attempt: number;
-  outcome: string;
-  waitMs: number;
-  workMs: number;
-}
-
-export async function stageRunTimings(db: Db, jobId: string): Promise<StageRunTiming[]> {
-  const r = await db.query(
-    `SELECT DISTINCT ON (coalesce(t.job_variants_id::text, ''), t.step)
-            v.creation_order, t.step, t.attempt, t.outcome, t.wait_ms, t.work_ms
-       FROM stage_run_timings t LEFT JOIN jobs_variants v ON v.job_variants_id = t.job_variants_id
-      WHERE t.job_id = $1
-      ORDER BY coalesce(t.job_variants_id::text, ''), t.step, t.finished_at DESC, t.id DESC`,
-    [jobId],
-  );
-  return r.rows.map((x) => ({
-    variantOrder: x.creation_order === null || x.creation_order === undefined ? null : Number(x.creation_order),
-    step: String(x.step),
-    attempt: Number(x.attempt),
-    outcome: String(x.outcome),
-    waitMs: Number(x.wait_ms),
-    workMs: Number(x.work_ms),
-  }));
 }
 
 // ---------------------------------------------------------------- rendering

@@ -4,17 +4,47 @@
  */
 import t from 'tap';
 import { timingsTable } from '../src/demo/run.js';
-import { diffLines, type MonitorSnapshot, progressBar, renderFrame } from '../src/monitor.js';
+import {
+  diffLines,
+  type MonitorSnapshot,
+  progressBar,
+  renderFrame,
+  type StepTiming,
+  type VariantView,
+} from '../src/monitor.js';
 
-const timing = (step: string, ms: number, open = false) => ({
+const timing = (step: string, ms: number, open = false): StepTiming => ({
   step,
   attempt: 1,
   trigger: 'notify',
   state: open ? 'dispatched' : 'done',
+  instanceId: 'test',
   claimedAt: '2026-01-01T00:00:00.000Z',
   finishedAt: open ? null : '2026-01-01T00:00:01.000Z',
   elapsedMs: ms,
+  durationMs: open ? null : ms,
   open,
+  httpStatus: open ? null : 200,
+  error: null,
+});
+
+/** A variant with no stage results yet: the renderings show states and timings only. */
+const variant = (
+  v: Pick<VariantView, 'id' | 'order' | 'step' | 'status' | 'attempt' | 'lastError' | 'progress' | 'timings'>,
+): VariantView => ({
+  ...v,
+  jobId: '11111111-1111-4111-8111-111111111111',
+  givenUp: false,
+  updatedAt: '2026-01-01T00:00:04.000Z',
+  chosen: false,
+  vlmAnalysis: null,
+  detections: null,
+  planner: null,
+  overlay: null,
+  evaluations: { ocr: null, readability: null, iou: null, judge: null },
+  scores: { judge: null, ocrMeanCer: null, readabilityPass: null, minContrast: null, maxIou: null },
+  runs: v.timings,
+  stageTimings: [],
 });
 
 function snapshot(over: Partial<MonitorSnapshot> = {}): MonitorSnapshot {
@@ -35,28 +65,26 @@ function snapshot(over: Partial<MonitorSnapshot> = {}): MonitorSnapshot {
       elapsedMs: 5000,
     },
     variants: [
-      {
+      variant({
         id: '22222222-2222-4222-8222-222222222222',
         order: 1,
         step: 'planner',
         status: 'running',
         attempt: 1,
         lastError: null,
-        givenUp: false,
         progress: 2,
         timings: [timing('vlm_analyze', 1200), timing('yolo_detect', 300), timing('planner', 150, true)],
-      },
-      {
+      }),
+      variant({
         id: '33333333-3333-4333-8333-333333333333',
         order: 2,
         step: 'overlay',
         status: 'failed',
         attempt: 2,
         lastError: 'font missing',
-        givenUp: false,
         progress: 3,
         timings: [timing('vlm_analyze', 900)],
-      },
+      }),
     ],
     jobTimings: [],
     outputs: {

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { createStorage } from '@feedlyai/storage';
 import { Command } from 'commander';
-import { analyzeJobs, renderHtml, renderText } from '../analyze.js';
+import { analyzeJobs, renderHtml, renderText } from '../analyze/index.js';
 import {
   action,
   CliFailure,

@@ -23,10 +23,10 @@ import { createStorage } from '@feedlyai/storage';
 import { buildApp } from '@feedlyai/stage-api';
 import { createLogUpdate } from 'log-update';
 import pg from 'pg';
-import { analyzeJobs, renderHtml, renderSummary } from '../analyze.js';
+import { analyzeJobs, flatStageTimings, renderHtml, renderSummary } from '../analyze/index.js';
 import { type EmbeddedServer, freePort, startEmbeddedPostgres } from '../db/embedded.js';
 import { requireEmbeddedBinary } from '../db/binary.js';
-import { formatDuration, type MonitorSnapshot, runMonitor, stageRunTimings } from '../monitor.js';
+import { formatDuration, type MonitorSnapshot, runMonitor } from '../monitor.js';
 import { createPipelineJob } from '../seeder.js';
 
 export interface DemoOptions {
@@ -199,7 +199,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       o.out('Per-step timings:');
       o.out(
         timingsTable(
-          await stageRunTimings(pool, job.jobId),
+          flatStageTimings(aj),
           aj.variants.map((v) => v.order),
         ),
       );
