@@ -1,4 +1,10 @@
-export { default, jobStateListener, type JobStateListener, type JobStateListenerStatus } from './plugin.js';
+export {
+  default,
+  jobStateListener,
+  type JobStateListener,
+  type JobStateListenerStatus,
+  type NotificationSubscriber,
+} from './plugin.js';
 export {
   ConfigError,
   type EnvOptions,

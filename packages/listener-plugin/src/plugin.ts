@@ -43,8 +43,26 @@ export interface JobStateListenerStatus extends Partial<EngineStatus> {
   reconnects: number;
 }
 
+/**
+ * What a subscriber of the LISTEN connection's notifications is told
+ * (docs/integration.md, "Sharing the notifications"): every notification as
+ * received, and each reconnect (notifications may have been missed while the
+ * connection was down).
+ */
+export interface NotificationSubscriber {
+  notification(channel: string, payload: string | undefined): void;
+  reconnected?(): void;
+}
+
 export interface JobStateListener {
   status(): JobStateListenerStatus;
+  /**
+   * Receives the notifications of the listener's own LISTEN connection (both
+   * channels), so that another part of the same process (the dashboard) needs
+   * no connection of its own. Returns the unsubscribe function. A disabled
+   * listener has no connection: nothing is ever delivered (check `status().enabled`).
+   */
+  subscribeNotifications(subscriber: NotificationSubscriber): () => void;
   /** Runs one recovery sweep now (all jobs, or one). */
   recover(scope?: { jobId?: string }): Promise<RecoverResult>;
   on<E extends keyof EngineEvents>(event: E, listener: (...args: EngineEvents[E]) => void): JobStateListener;
@@ -61,6 +79,7 @@ function disabledListener(): JobStateListener {
   const self: JobStateListener = {
     status: () => ({ enabled: false, connected: false, lastNotificationAt: null, reconnects: 0 }),
     recover: async () => ({ scanned: 0, recovered: 0 }),
+    subscribeNotifications: () => () => {},
     on: () => self,
     off: () => self,
   };
@@ -177,6 +196,18 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       return undefined;
     });
 
+  const subscribers = new Set<NotificationSubscriber>();
+  /** A subscriber's exception is its own: logged, never the listener's. */
+  const tell = (fn: (s: NotificationSubscriber) => void) => {
+    for (const s of subscribers) {
+      try {
+        fn(s);
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'notification subscriber failed');
+      }
+    }
+  };
+
   const listenConnection = (source: ListenSource) =>
     new ListenConnection({
       source,
@@ -186,6 +217,7 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       livenessIntervalMs: cfg.livenessIntervalMs,
       livenessTimeoutMs: cfg.livenessTimeoutMs,
       onNotification: (channel, payload) => {
+        if (subscribers.size > 0) tell((s) => s.notification(channel, payload));
         const p =
           channel === VARIANT_CHANNEL
             ? engine.handleVariantNotification(payload)
@@ -209,6 +241,7 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       // the work it found in motion as there are slots (a large backlog follows as slots free,
       // instead of holding the host's boot).
       onConnected: async (reconnect) => {
+        if (reconnect) tell((s) => s.reconnected?.());
         const why = reconnect ? 'reconnect sweep' : 'startup sweep';
         await engine.recoverUntilBusy({ fresh: true }).catch((err: unknown) => {
           log.error({ err: (err as Error).message, why }, 'listener error: recovery failed');
@@ -234,6 +267,12 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       };
     },
     recover: (scope) => engine.recover({ ...scope, fresh: true }),
+    subscribeNotifications: (subscriber) => {
+      subscribers.add(subscriber);
+      return () => {
+        subscribers.delete(subscriber);
+      };
+    },
     on: (event, listener) => {
       (engine as unknown as NodeJS.EventEmitter).on(event, listener as (...a: unknown[]) => void);
       return api;

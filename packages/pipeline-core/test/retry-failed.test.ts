@@ -201,6 +201,38 @@ t.test('retryFailedJobs validates its options', async (t) => {
   t.equal(ok.matched, 0, 'limit 1000 is accepted');
 });
 
+t.test('jobIds: only those jobs, still only failed ones matching the other conditions', async (t) => {
+  const tenant = newTenant();
+  const a = await failedJob(tenant, 'planner failed after 3 attempts: boom', 3 * HOUR);
+  const b = await failedJob(tenant, 'overlay failed after 3 attempts: oom', 2 * HOUR);
+  const c = await failedJob(tenant, 'overlay failed after 3 attempts: oom', HOUR);
+  const cancelled = await failedJob(tenant, 'cancelled', HOUR);
+  const running = (await seedJob(db.pool, { tenantId: tenant, variants: 1 })).jobId;
+  const r = await retryFailedJobs(db.pool, {
+    failedSince: new Date(0),
+    jobIds: [c, a, cancelled, running],
+    dryRun: true,
+  });
+  t.same(r.jobIds, [a, c], 'the failed ones among the ids, oldest failure first; b was not asked for');
+  const other = await retryFailedJobs(db.pool, {
+    failedSince: new Date(0),
+    jobIds: [a, b],
+    tenantId: newTenant(),
+    dryRun: true,
+  });
+  t.equal(other.matched, 0, 'the tenant condition still applies');
+  const none = await retryFailedJobs(db.pool, { failedSince: new Date(0), jobIds: [], dryRun: true });
+  t.equal(none.matched, 0, 'an empty list selects nothing');
+  await t.rejects(
+    retryFailedJobs(db.pool, { failedSince: new Date(0), jobIds: ['not-a-uuid'] }),
+    /jobIds must be an array of job ids/,
+  );
+  await t.rejects(
+    retryFailedJobs(db.pool, { failedSince: new Date(0), jobIds: [a, b, c], limit: 2 }),
+    /more than the limit 2/,
+  );
+});
+
 /** Variant columns the sibling rule writes. */
 async function variantMarks(id: string) {
   const r = await db.pool.query(

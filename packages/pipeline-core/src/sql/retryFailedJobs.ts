@@ -28,6 +28,12 @@ export interface RetryFailedJobsOptions {
   limit?: number | undefined;
   /** Only select: return the count and the ids, change nothing. */
   dryRun?: boolean | undefined;
+  /**
+   * Only these jobs (at most `limit`), which must still match the other
+   * conditions: the dashboard's bulk retry hands the failed jobs its filters
+   * selected (docs/dashboard.md, "Actions").
+   */
+  jobIds?: readonly string[] | undefined;
 }
 
 export interface FailedJob {
@@ -62,7 +68,14 @@ export function escapeLike(text: string): string {
   return text.replace(/[!%_]/g, (ch) => `!${ch}`);
 }
 
-function validate(o: RetryFailedJobsOptions): { limit: number; reasonLike: string | null; tenantId: string | null } {
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function validate(o: RetryFailedJobsOptions): {
+  limit: number;
+  reasonLike: string | null;
+  tenantId: string | null;
+  jobIds: string[] | null;
+} {
   if (!(o.failedSince instanceof Date) || Number.isNaN(o.failedSince.getTime())) {
     throw new TypeError('failedSince must be a valid Date');
   }
@@ -88,7 +101,16 @@ function validate(o: RetryFailedJobsOptions): { limit: number; reasonLike: strin
     }
     reasonLike = o.reasonLike;
   }
-  return { limit, reasonLike, tenantId };
+  let jobIds: string[] | null = null;
+  if (o.jobIds !== undefined) {
+    if (!Array.isArray(o.jobIds) || o.jobIds.some((id) => typeof id !== 'string' || !UUID_RE.test(id))) {
+      throw new TypeError('jobIds must be an array of job ids (UUIDs)');
+    }
+    if (o.jobIds.length > limit)
+      throw new RangeError(`jobIds holds ${o.jobIds.length} ids, more than the limit ${limit}`);
+    jobIds = [...o.jobIds];
+  }
+  return { limit, reasonLike, tenantId, jobIds };
 }
 
 /**
@@ -97,7 +119,7 @@ function validate(o: RetryFailedJobsOptions): { limit: number; reasonLike: strin
  * itself fails; a job that cannot be retried is reported in `errors`.
  */
 export async function retryFailedJobs(pool: pg.Pool, opts: RetryFailedJobsOptions): Promise<RetryFailedJobsResult> {
-  const { limit, reasonLike, tenantId } = validate(opts);
+  const { limit, reasonLike, tenantId, jobIds } = validate(opts);
   const { rows } = await pool.query<{
     job_id: string;
     tenant_id: string;
@@ -111,9 +133,10 @@ export async function retryFailedJobs(pool: pg.Pool, opts: RetryFailedJobsOption
         AND ($2::text IS NULL OR tenant_id = $2)
         AND ($3::text IS NULL OR failure_reason ILIKE '%' || $3 || '%' ESCAPE '!')
         AND ($3::text IS NOT NULL OR failure_reason <> 'cancelled')
+        AND ($5::uuid[] IS NULL OR job_id = ANY($5::uuid[]))
       ORDER BY failed_at, job_id
       LIMIT $4`,
-    [opts.failedSince, tenantId, reasonLike === null ? null : escapeLike(reasonLike), limit + 1],
+    [opts.failedSince, tenantId, reasonLike === null ? null : escapeLike(reasonLike), limit + 1, jobIds],
   );
   const truncated = rows.length > limit;
   const jobs: FailedJob[] = rows.slice(0, limit).map((r) => ({
