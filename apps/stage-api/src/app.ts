@@ -7,6 +7,7 @@ import { createStorage } from '@feedlyai/storage';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import pg from 'pg';
+import { stepForRoute } from '@feedlyai/pipeline-core';
 import { createBackends } from './clients/models.js';
 import { type ConfigOverrides, loadConfig, type Resource, type StageConfig } from './config.js';
 import { createMetrics, type ListenerStatusSource } from './metrics.js';
@@ -17,6 +18,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { stageRoutes } from './routes/stages.js';
 import { STAGES } from './stages/definitions.js';
 import { AdmissionQueues } from './stages/limiter.js';
+import { tracingPlugin } from './tracing.js';
 import type { StageContext, StageHooks } from './stages/runner.js';
 import { Warmup } from './stages/warmup.js';
 import { createCpuRunner } from './workers/pool.js';
@@ -201,6 +203,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   app.addHook('onRequest', async (_req, reply) => {
     reply.header('x-content-type-options', 'nosniff');
   });
+  // First: a request refused by the token check still has its span (docs/tracing.md).
+  await app.register(tracingPlugin, { stepOf: (url) => stepForRoute(url) });
   await app.register(authPlugin, { token: config.token });
   await app.register(healthRoutes, {
     ctx,

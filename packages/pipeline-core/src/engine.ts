@@ -8,6 +8,7 @@ export {
   type EngineEvents,
   type EngineStatus,
   type JobEvent,
+  type JobFinishedEvent,
   PipelineEngine,
   type PipelineEngineOptions,
   type RecoverResult,

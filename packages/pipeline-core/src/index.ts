@@ -38,4 +38,12 @@ export { CircuitBreaker, type CircuitState, type BreakerOptions } from './engine
 export type { CircuitSnapshot } from './engine/circuits.js';
 export { isConnectionError } from './engine/durable.js';
 export { DEADLINE_GRACE_MS } from './engine/dispatch.js';
+export {
+  ENGINE_TRACER_NAME,
+  jobRootSpanId,
+  jobSpanContext,
+  jobTraceContext,
+  jobTraceId,
+  TRACE_ATTRIBUTES,
+} from './engine/tracing.js';
 export * from './engine.js';

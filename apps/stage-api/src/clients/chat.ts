@@ -12,11 +12,15 @@
  *   (docs/stage-api.md, "Deadline"): the signal aborts the request in flight
  *   (the call rejects with the signal's reason), each attempt's timeout ends
  *   at the deadline at the latest, and no retry wait that would end past the
- *   deadline is started (the call gives up at once with the last error).
+ *   deadline is started (the call gives up at once with the last error);
+ * - each call is a CLIENT span `chat <model>` under the stage request's span
+ *   (docs/tracing.md), its retries included.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { SpanKind } from '@opentelemetry/api';
 import { type Dispatcher, request } from 'undici';
 import type { z } from 'zod';
+import { withChildSpan } from '../tracing.js';
 
 export type ModelErrorKind = 'http' | 'timeout' | 'connection' | 'invalid_answer';
 
@@ -149,7 +153,32 @@ export function createChatClient(o: ChatClientOptions): ChatClient {
     }
   }
 
+  let host = base;
+  try {
+    host = new URL(base).host;
+  } catch {
+    // Validated by the configuration; kept as given otherwise.
+  }
+
   async function completeJson<T>(req: JsonRequest<T>, opts: CallOptions = {}): Promise<JsonAnswer<T>> {
+    return await withChildSpan(
+      `chat ${o.model}`,
+      {
+        'gen_ai.operation.name': 'chat',
+        'gen_ai.request.model': o.model,
+        'server.address': host,
+        'pipeline.model.backend': o.name.toLowerCase(),
+      },
+      async (span) => {
+        const a = await completeJsonUntraced(req, opts);
+        span.setAttributes({ 'gen_ai.response.model': a.model, 'pipeline.model.attempts': a.attempts });
+        return a;
+      },
+      SpanKind.CLIENT,
+    );
+  }
+
+  async function completeJsonUntraced<T>(req: JsonRequest<T>, opts: CallOptions): Promise<JsonAnswer<T>> {
     const userContent: unknown[] = [{ type: 'text', text: req.user }];
     if (req.image) {
       const b64 = Buffer.from(req.image.bytes.buffer, req.image.bytes.byteOffset, req.image.bytes.byteLength).toString(

@@ -3,12 +3,14 @@
  * chat completions), YOLO (onnxruntime-node) and the OCR engine
  * (tesseract.js), each created lazily, each with a CPU fallback decided by
  * configuration (no base URL / no model path). Prompts and answer schemas of
- * the VLM and LLM live here.
+ * the VLM and LLM live here. YOLO and OCR calls are child spans of the stage
+ * request (`yolo detect`, `ocr evaluate`; docs/tracing.md), like the chat calls.
  */
 import sharp from 'sharp';
 import { z } from 'zod';
 import type { StageConfig } from '../config.js';
 import { buildVlmAnalyzePrompt, buildVlmJudgePrompt, VLM_ANALYZE_SCHEMA, VLM_JUDGE_SCHEMA } from '../text/index.js';
+import { withChildSpan } from '../tracing.js';
 import type { OcrEngine, YoloDetector } from '../vision/index.js';
 import type { CreativeLayout, ImageAnalysis, Judgement } from '../vision/types.js';
 import { type CallOptions, type ChatClient, createChatClient } from './chat.js';
@@ -147,6 +149,7 @@ export function createBackends(config: StageConfig): Backends {
       if (!config.yoloModelPath) return null;
       yolo ??= import('../vision/index.js')
         .then((v) => v.YoloDetector.load(config.yoloModelPath as string))
+        .then(tracedDetector)
         .catch((err: unknown) => {
           yolo = null;
           throw new Error(`cannot load the YOLO model ${config.yoloModelPath}: ${(err as Error).message}`);
@@ -156,6 +159,7 @@ export function createBackends(config: StageConfig): Backends {
     async ocr() {
       ocr ??= import('../vision/index.js')
         .then((v) => v.createOcrEngine({ workers: config.ocrWorkers }))
+        .then(tracedOcr)
         .catch((err: unknown) => {
           ocr = null;
           throw err;
@@ -169,5 +173,30 @@ export function createBackends(config: StageConfig): Backends {
       ocr = null;
       await Promise.allSettled([y?.then((d) => d.close()), o?.then((e) => e.close())]);
     },
+  };
+}
+
+/** The detector, its detect() a child span of the stage request. */
+function tracedDetector(d: YoloDetector): YoloDetector {
+  const detect = d.detect.bind(d);
+  d.detect = (img, opts) =>
+    withChildSpan('yolo detect', { 'pipeline.model.backend': 'yolo' }, async (span) => {
+      const found = await detect(img, opts);
+      span.setAttribute('pipeline.detections', found.length);
+      return found;
+    });
+  return d;
+}
+
+/** The OCR engine, its evaluate() a child span of the stage request. */
+function tracedOcr(e: OcrEngine): OcrEngine {
+  return {
+    evaluate: (png, layout, opts) =>
+      withChildSpan(
+        'ocr evaluate',
+        { 'pipeline.model.backend': 'ocr', 'pipeline.ocr.lines': layout.lines.length },
+        () => e.evaluate(png, layout, opts),
+      ),
+    close: () => e.close(),
   };
 }

@@ -6,9 +6,11 @@
  */
 import { routeOf } from '@feedlyai/pipeline-core';
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
+import { context } from '@opentelemetry/api';
 import { STAGES } from '../stages/definitions.js';
 import { parseTimeoutHeader, TIMEOUT_HEADER } from '../stages/deadline.js';
 import { handleStageRequest, type StageContext, type StageHooks } from '../stages/runner.js';
+import { requestContext } from '../tracing.js';
 
 const UUID = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
 
@@ -88,7 +90,10 @@ export const stageRoutes: FastifyPluginAsyncTypebox<StageRoutesOptions> = async 
       },
       async (req, reply) => {
         const timeoutMs = parseTimeoutHeader(req.headers[TIMEOUT_HEADER]);
-        const r = await handleStageRequest(opts.ctx, def, req.body, opts.hooks, { timeoutMs });
+        // In the request's span: the model calls and CPU tasks of the run are its children (docs/tracing.md).
+        const r = await context.with(requestContext(req), () =>
+          handleStageRequest(opts.ctx, def, req.body, opts.hooks, { timeoutMs }),
+        );
         if (r.headers) reply.headers(r.headers);
         return reply.code(r.statusCode as 200).send(r.body as never);
       },

@@ -9,9 +9,13 @@
  * cannot be interrupted: it is not started when the signal has fired, and
  * the caller stops waiting for it (the runner races every stage against the
  * signal).
+ *
+ * Every task run inside a stage request is a child span of it, `cpu <task>`
+ * (docs/tracing.md): the decode, the plan, the render, the measures.
  */
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { withChildSpan } from '../tracing.js';
 import type { CpuTaskName, CpuTasks } from './tasks.js';
 
 export interface CpuRunOptions {
@@ -30,6 +34,19 @@ export interface CpuRunner {
 }
 
 export function createCpuRunner(workers: number): CpuRunner {
+  const runner = createUntracedRunner(workers);
+  return {
+    mode: runner.mode,
+    threads: runner.threads,
+    run: (name, args, opts) =>
+      withChildSpan(`cpu ${name}`, { 'pipeline.cpu.task': name, 'pipeline.cpu.mode': runner.mode }, () =>
+        runner.run(name, args, opts),
+      ),
+    close: () => runner.close(),
+  };
+}
+
+function createUntracedRunner(workers: number): CpuRunner {
   if (workers <= 0) {
     let tasks: Promise<CpuTasks> | null = null;
     return {

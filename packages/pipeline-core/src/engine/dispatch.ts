@@ -16,6 +16,7 @@
  * `queued` rows of a live claimer are therefore never rescued by a timer: the
  * claimer keeps re-sending them itself.
  */
+import { ROOT_CONTEXT, type Span, trace } from '@opentelemetry/api';
 import type { Queryable } from '../db.js';
 import type { EngineLogger } from '../logger.js';
 import { sleep } from '../semaphore.js';
@@ -29,6 +30,7 @@ import type { Capacity, Slot } from './capacity.js';
 import type { Circuits } from './circuits.js';
 import type { DurableWrites } from './durable.js';
 import type { StageClient } from './stage-client.js';
+import { endDispatchSpan, startDispatchSpan, stepAttributes } from './tracing.js';
 
 /** How long after the deadline the dispatcher still waits for an answer. */
 export const DEADLINE_GRACE_MS = 5_000;
@@ -62,6 +64,8 @@ export interface FlightsOptions {
   paused: () => boolean;
   track: <T>(p: Promise<T>) => Promise<T>;
   retryAfterCapMs?: number;
+  /** This instance's id, an attribute of its dispatch spans. */
+  instanceId?: string;
 }
 
 interface Flight {
@@ -81,6 +85,8 @@ interface Flight {
   inRequest: boolean;
   /** A newer attempt of the same step replaced this flight (a rescue after the deadline). */
   supersededBy: number | null;
+  /** The dispatch span of the current attempt (docs/tracing.md); null once ended. */
+  span: Span | null;
 }
 
 export function subjectKey(c: { jobId: string; jobVariantsId: string | null }): string {
@@ -154,6 +160,7 @@ export class Flights {
       abort: new AbortController(),
       inRequest: false,
       supersededBy: null,
+      span: startDispatchSpan(claimed, this.o.instanceId),
     };
     if (prev) {
       prev.supersededBy = claimed.attempt;
@@ -178,6 +185,9 @@ export class Flights {
           if (this.active.get(key) === f) this.active.delete(key);
           this.waiting.delete(f);
           f.slot.release();
+          // A flight that ended without an outcome (no route, an error) still ends its span.
+          if (f.span) endDispatchSpan(f.span, 'error', null, 'flight ended without an outcome');
+          f.span = null;
         }),
     );
   }
@@ -291,6 +301,8 @@ export class Flights {
         deadlineMs: def.timeoutMs,
         waitMs: def.timeoutMs + DEADLINE_GRACE_MS,
         signal: f.abort.signal,
+        trace: f.span ? trace.setSpan(ROOT_CONTEXT, f.span) : undefined,
+        attributes: stepAttributes(c),
       });
       f.inRequest = false;
       if (f.abort.signal.aborted) return this.stopped(f);
@@ -310,6 +322,7 @@ export class Flights {
         f.sentAt = null;
         f.sends = 0;
         f.started = performance.now();
+        f.span = startDispatchSpan(next, this.o.instanceId);
       }
     }
   }
@@ -378,6 +391,7 @@ export class Flights {
       case 'busy':
         this.o.outcomes.count('busyWaits');
         this.o.log.debug({ ...base, wait_ms: action.waitMs }, 'stage busy: same attempt after Retry-After');
+        f.span?.addEvent('stage busy', { 'pipeline.wait_ms': action.waitMs });
         await sleep(action.waitMs, f.abort.signal);
         return 'again';
       case 'stage-owns':
@@ -402,6 +416,7 @@ export class Flights {
         const breaker = action.scope === 'route' ? (this.o.circuits.route(c.step, true) as CircuitBreaker) : url;
         breaker.serviceFailure(cause, status === 503 && answer.kind === 'http' ? answer.retryAfterMs : undefined);
         this.o.log.debug({ ...base, cause, scope: action.scope }, 'stage service failure: same attempt later');
+        f.span?.addEvent('stage service failure', { 'pipeline.cause': cause.slice(0, 200) });
         if (this.o.circuits.closedFor(c.step)) {
           // The circuit is still closed: wait a little before the same attempt goes again.
           const exp = Math.min(5_000, 250 * 2 ** Math.min(10, f.serviceFailuresInRow - 1));
@@ -421,6 +436,8 @@ export class Flights {
 
   /** Records the attempt's outcome in the run log (one row per attempt). */
   private end(f: Flight, state: RunState, httpStatus: number | null, error: string | null): void {
+    if (f.span) endDispatchSpan(f.span, state, httpStatus, error);
+    f.span = null;
     if (!f.claimed.runId) return;
     this.o.runLog.add({
       runId: f.claimed.runId,

@@ -117,6 +117,17 @@ export interface JobEvent {
   reason?: string;
 }
 
+/**
+ * A job reached its final state, seen by the one instance that made or
+ * received that transition (docs/metrics.md, `pipeline_job_duration_seconds`).
+ */
+export interface JobFinishedEvent {
+  jobId: string;
+  status: 'done' | 'failed';
+  /** From the job row's created_at to its final transition (database clock). */
+  durationSeconds: number;
+}
+
 export interface EngineEvents {
   'step:dispatched': [StepEvent];
   'step:succeeded': [StepEvent];
@@ -124,6 +135,7 @@ export interface EngineEvents {
   'step:gave-up': [StepEvent];
   'job:done': [JobEvent];
   'job:failed': [JobEvent];
+  'job:finished': [JobFinishedEvent];
 }
 
 export type EngineEventName = keyof EngineEvents;
@@ -350,6 +362,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       paused: () => this.paused(),
       track: (p) => this.track(p),
       retryAfterCapMs: opts.retryAfterCapMs,
+      instanceId: this.instanceId,
       outcomes: {
         succeeded: (c, status, ms) => {
           this.log.info(
@@ -357,6 +370,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
             'pipeline step succeeded',
           );
           this.emit('step:succeeded', { ...event(c), httpStatus: status, durationMs: ms });
+          if (c.step === FINAL_STEP && !c.jobVariantsId) this.finished(c.jobId, 'done');
         },
         failed: async (c, status, error) => {
           this.counters.failures++;
@@ -849,6 +863,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     if (g.jobFailureReason) {
       this.log.warn({ job_id: s.jobId, reason: g.jobFailureReason }, 'job failed');
       this.emit('job:failed', { jobId: s.jobId, reason: g.jobFailureReason });
+      this.finished(s.jobId, 'failed');
       return;
     }
     if (s.jobVariantsId && this.fanInPolicy === 'any') {
@@ -863,8 +878,36 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     if (reason) {
       this.log.warn({ job_id: jobId, reason }, 'job failed');
       this.emit('job:failed', { jobId, reason });
+      this.finished(jobId, 'failed');
     }
     return false;
+  }
+
+  /**
+   * This instance made (a give-up) or received (the final step's answer) a
+   * job's final transition: 'job:finished' with the job's duration, read from
+   * the row (one query, only when someone listens: the metrics do).
+   */
+  private finished(jobId: string, status: 'done' | 'failed'): void {
+    if (this.listenerCount('job:finished') === 0) return;
+    void this.track(
+      this.pool
+        .query<{ status: string; seconds: number | null }>(
+          `SELECT status,
+                  extract(epoch FROM (CASE WHEN status = 'done' THEN COALESCE(completed_at, updated_at)
+                                           ELSE updated_at END) - created_at)::float8 AS seconds
+             FROM jobs WHERE job_id = $1`,
+          [jobId],
+        )
+        .then(({ rows }) => {
+          const r = rows[0];
+          if (!r || r.status !== status || r.seconds === null) return;
+          this.emit('job:finished', { jobId, status, durationSeconds: Math.max(0, r.seconds) });
+        })
+        .catch((err: unknown) =>
+          this.log.debug({ job_id: jobId, err: (err as Error).message }, 'job duration not read'),
+        ),
+    );
   }
 
   // ---------------------------------------------------------------- recovery
@@ -1065,7 +1108,10 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     slot?.release();
     if (this.fanInPolicy !== 'any') return false;
     const reason = await failJobIfNoVariantSucceeded(this.pool, jobId);
-    if (reason) this.emit('job:failed', { jobId, reason });
+    if (reason) {
+      this.emit('job:failed', { jobId, reason });
+      this.finished(jobId, 'failed');
+    }
     return reason !== null;
   }
 

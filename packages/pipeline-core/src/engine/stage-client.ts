@@ -6,8 +6,10 @@
  * deadline plus a grace, after which the call counts as "no answer".
  */
 import { setMaxListeners } from 'node:events';
+import { type Attributes, type Context, propagation } from '@opentelemetry/api';
 import { Pool, type Dispatcher as UndiciDispatcher } from 'undici';
 import type { StageAnswer } from './answers.js';
+import { endStageRequestSpan, startStageRequestSpan } from './tracing.js';
 
 /** The header that carries the time the stage has for this call, in ms. */
 export const DEADLINE_HEADER = 'x-pipeline-timeout-ms';
@@ -28,8 +30,16 @@ export interface StageCall {
   deadlineMs: number;
   /** How long to wait for the answer (the deadline plus a grace). */
   waitMs: number;
-  /** Extra headers (trace context). */
+  /** Extra headers. */
   headers?: Record<string, string>;
+  /**
+   * The dispatch span's context: the request gets a client span under it, and
+   * its `traceparent` is sent to the stage through the host's propagator
+   * (docs/tracing.md).
+   */
+  trace?: Context;
+  /** Attributes of the client span (job id, variant id, step, attempt). */
+  attributes?: Attributes;
   /** Aborts this call. */
   signal?: AbortSignal;
 }
@@ -90,6 +100,12 @@ export class StageClient {
     const onClose = () => ac.abort(new Error('dispatcher closed'));
     this.abort.signal.addEventListener('abort', onClose, { once: true });
     call.signal?.addEventListener('abort', onClose, { once: true });
+    const path = `${basePath}${call.route}`;
+    const traced = call.trace ? startStageRequestSpan(call.trace, call.route, origin, path, call.attributes) : null;
+    const traceHeaders: Record<string, string> = {};
+    if (traced) propagation.inject(traced.context, traceHeaders);
+    let status: number | null = null;
+    let failure: string | null = null;
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -98,17 +114,19 @@ export class StageClient {
     try {
       const res = await this.pool(origin).request({
         origin,
-        path: `${basePath}${call.route}`,
+        path,
         method: 'POST',
         headers: {
           ...this.headers,
           ...(call.headers ?? {}),
+          ...traceHeaders,
           [DEADLINE_HEADER]: String(Math.max(1, Math.round(call.deadlineMs))),
         },
         body: call.body,
         signal: ac.signal,
       });
       const text = await res.body.text();
+      status = res.statusCode;
       return {
         kind: 'http',
         status: res.statusCode,
@@ -116,9 +134,11 @@ export class StageClient {
         retryAfterMs: parseRetryAfter(res.headers['retry-after']),
       };
     } catch (err) {
-      if (timedOut) return { kind: 'timeout', error: `no answer within ${call.waitMs} ms` };
-      return { kind: 'error', error: describeError(err) };
+      failure = timedOut ? `no answer within ${call.waitMs} ms` : describeError(err);
+      if (timedOut) return { kind: 'timeout', error: failure };
+      return { kind: 'error', error: failure };
     } finally {
+      if (traced) endStageRequestSpan(traced.span, status, failure);
       clearTimeout(timer);
       this.abort.signal.removeEventListener('abort', onClose);
       call.signal?.removeEventListener('abort', onClose);
