@@ -28,7 +28,8 @@ export interface StageMetrics {
 
 export function createMetrics(): StageMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'stage_api_' });
+  // The default process series keep their standard names (process_*, nodejs_*): no prefix (docs/metrics.md).
+  collectDefaultMetrics({ register: registry });
   const stageDuration = new Histogram({
     name: 'stage_duration_seconds',
     help: 'Duration of one stage run (one variant or one job), by step and outcome',

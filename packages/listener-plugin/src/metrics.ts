@@ -1,10 +1,12 @@
 /**
  * The engine's metrics in the host's own prom-client Registry (the
  * `metricsRegistry` option; prom-client is an optional peer dependency).
- * Every series is read from the engine's status() when the registry is
- * scraped, so the hot path pays nothing. Names and meanings: docs/metrics.md.
+ * Counters and gauges are read from the engine's status() when the registry
+ * is scraped, so the hot path pays nothing; the job-duration histogram is fed
+ * by the engine's 'job:finished' event, which only the instance that made or
+ * received a job's final transition emits. Names and meanings: docs/metrics.md.
  */
-import type { EngineStatus } from '@feedlyai/pipeline-core';
+import type { EngineEvents, EngineStatus } from '@feedlyai/pipeline-core';
 import type { Registry } from 'prom-client';
 
 /** The subset of prom-client this module uses (the host's copy is loaded at registration). */
@@ -12,7 +14,11 @@ type PromClient = typeof import('prom-client');
 
 interface Source {
   status(): Partial<EngineStatus> & { connected: boolean };
+  on(event: 'job:finished', listener: (...args: EngineEvents['job:finished']) => void): unknown;
 }
+
+/** Buckets of pipeline_job_duration_seconds: a job takes seconds on CPU fallbacks, minutes with models or retries. */
+export const JOB_DURATION_BUCKETS = [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200];
 
 const COUNTERS: Array<[name: string, help: string, field: keyof EngineStatus]> = [
   ['pipeline_notifications_total', 'State-change notifications received', 'events'],
@@ -76,8 +82,16 @@ const GAUGES: Array<[name: string, help: string, read: (s: ReturnType<Source['st
   ['pipeline_peers', 'Live listener instances this one knows of', (s) => s.peers ?? 1],
 ];
 
-/** Registers the engine's series in `registry`. Safe to call once per registry. */
+/**
+ * Registers the engine's series in `registry`: once per registry (one
+ * listener per registry; a second one is refused with a clear error).
+ */
 export function registerMetrics(prom: PromClient, registry: Registry, source: Source): void {
+  if (registry.getSingleMetric('pipeline_dispatches_total')) {
+    throw new Error(
+      '@feedlyai/listener-plugin: metricsRegistry already holds the pipeline_* series of another listener: give each listener its own Registry (docs/metrics.md)',
+    );
+  }
   for (const [name, help, field] of COUNTERS) {
     let last = 0;
     new prom.Counter({
@@ -101,6 +115,17 @@ export function registerMetrics(prom: PromClient, registry: Registry, source: So
       },
     });
   }
+  const jobDuration = new prom.Histogram({
+    name: 'pipeline_job_duration_seconds',
+    help: 'Jobs from their creation to their final done or failed, observed by the instance that made or received the final transition',
+    labelNames: ['status'] as const,
+    buckets: JOB_DURATION_BUCKETS,
+    registers: [registry],
+  });
+  // Both series exist from the start: a dashboard sees 0, not nothing.
+  jobDuration.zero({ status: 'done' });
+  jobDuration.zero({ status: 'failed' });
+  source.on('job:finished', (e) => jobDuration.observe({ status: e.status }, e.durationSeconds));
   new prom.Gauge({
     name: 'pipeline_stage_circuit_state',
     help: 'Circuit of a stage base URL (route empty) or of one route: 0 closed, 1 half-open, 2 open',
