@@ -4,7 +4,8 @@
 // attempt_base.
 import t from 'tap';
 import pg from 'pg';
-import { claimVariant } from '../src/sql/claimVariant.js';
+import { claimVariant, claimVariants } from '../src/sql/claimVariant.js';
+import { finishRuns } from '../src/sql/stepRuns.js';
 import {
   deregisterInstance,
   LISTENER_APPLICATION_NAME,
@@ -192,4 +193,61 @@ t.test('the re-read: where the subject is now, or null when gone', async (t) => 
     { step: String, status: String },
     'the job row',
   );
+});
+
+t.test('claims and run-log writes commit without waiting for the WAL flush; the stage start still waits', async (t) => {
+  // docs/healing.md, "Commits that do not wait for the disk": the setting is local
+  // to the claim's own transaction, so it is read here inside an explicit one.
+  const s = await seedJob(db.pool, { variants: 2, variantStep: 'img_gen', variantStatus: 'done' });
+  const client = await db.pool.connect();
+  t.teardown(() => client.release(true));
+  // The test cluster runs with synchronous_commit off (docs/testing.md); a durable one has it on.
+  await client.query('SET synchronous_commit = on');
+  const setting = async () =>
+    (await client.query<{ s: string }>('SELECT current_setting($1) AS s', ['synchronous_commit'])).rows[0]?.s;
+  t.equal(await setting(), 'on', 'the session setting');
+  await client.query('BEGIN');
+  const one = await claimVariant(client, {
+    jobVariantsId: s.variantIds[0]!,
+    prev: 'img_gen',
+    trigger: 'notify',
+    instanceId: 'a',
+  });
+  t.ok(one, 'claimed');
+  t.equal(await setting(), 'off', 'the claim turned the flush wait off for its transaction');
+  await client.query('COMMIT');
+  t.equal(await setting(), 'on', 'and only for it');
+  await client.query('BEGIN');
+  const many = await claimVariants(client, {
+    items: [{ jobVariantsId: s.variantIds[1]!, prev: 'img_gen' }],
+    trigger: 'notify',
+    instanceId: 'a',
+  });
+  t.equal(many.length, 1);
+  t.equal(await setting(), 'off', 'the batched claim too');
+  await client.query('ROLLBACK');
+  await client.query('BEGIN');
+  await finishRuns(client, [{ runId: one!.runId, state: 'succeeded', httpStatus: 200, durationMs: 1 }]);
+  t.equal(await setting(), 'off', 'the run-log write too');
+  await client.query('COMMIT');
+  await client.query('BEGIN');
+  const started = await stageStart(client, {
+    jobId: s.jobId,
+    jobVariantsId: s.variantIds[0]!,
+    step: 'vlm_analyze',
+    attempt: 1,
+  });
+  t.ok(started, 'the stage start');
+  t.equal(await setting(), 'on', "the stage's start keeps the flush, and with it every earlier WAL record");
+  await client.query('ROLLBACK');
+  // A claim that finds nothing to claim writes nothing, so nothing waits either way.
+  await client.query('BEGIN');
+  const none = await claimVariant(client, {
+    jobVariantsId: s.variantIds[0]!,
+    prev: 'img_gen',
+    trigger: 'notify',
+    instanceId: 'a',
+  });
+  t.equal(none, null);
+  await client.query('ROLLBACK');
 });

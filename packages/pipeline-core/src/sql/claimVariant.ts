@@ -6,7 +6,7 @@
  */
 import type { Queryable } from '../db.js';
 import { FAN_IN_FROM, isVariantLevel, nextStep, type Step } from '../steps.js';
-import { type ClaimedStep, type ClaimRow, type ClaimTrigger, logClaim, toClaimed } from './types.js';
+import { type ClaimedStep, type ClaimRow, type ClaimTrigger, logClaim, NO_FLUSH_WAIT, toClaimed } from './types.js';
 
 export interface ClaimVariantArgs {
   jobVariantsId: string;
@@ -89,6 +89,7 @@ export async function claimVariants(db: Queryable, a: ClaimVariantsArgs): Promis
      ), run AS (
        INSERT INTO pipeline_step_runs (job_id, job_variants_id, step, attempt, attempt_base, trigger, instance_id)
        SELECT c.job_id, c.job_variants_id, c.step, c.attempt, c.attempt_base, $4::text, $5::text FROM claimed c
+        WHERE ${NO_FLUSH_WAIT}
        RETURNING run_id, job_variants_id
      )
      SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.step, c.attempt, c.attempt_base, r.run_id::text

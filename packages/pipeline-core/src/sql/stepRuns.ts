@@ -1,5 +1,6 @@
 /** The outcome of a dispatch, written on its pipeline_step_runs row after the HTTP answer. */
 import type { Queryable } from '../db.js';
+import { NO_FLUSH_WAIT } from './types.js';
 
 /**
  * How an attempt's dispatch ended (docs/healing.md, "the run log"): succeeded,
@@ -31,7 +32,7 @@ export async function finishRuns(db: Queryable, runs: readonly FinishRunArgs[]):
             finished_at = u.finished_at, sent_at = COALESCE(u.sent_at, r.sent_at)
        FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[], $6::timestamptz[], $7::timestamptz[])
             AS u(run_id, state, http_status, duration_ms, error, finished_at, sent_at)
-      WHERE r.run_id = u.run_id`,
+      WHERE r.run_id = u.run_id AND ${NO_FLUSH_WAIT}`,
     [
       runs.map((a) => a.runId),
       runs.map((a) => a.state),

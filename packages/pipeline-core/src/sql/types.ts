@@ -46,6 +46,19 @@ export function toClaimed(row: ClaimRow | undefined, step: Step, trigger: ClaimT
 }
 
 /**
+ * A condition that is always true and turns off the wait for the WAL flush at
+ * the commit of the statement's own transaction (`set_config(..., true)` is
+ * `SET LOCAL`): the engine's claims and run-log writes commit without waiting
+ * for the disk. Why that is safe (docs/healing.md, "Commits that do not wait
+ * for the disk"): a claim lost in a crash leaves the row as it was before the
+ * claim, which recovery claims again; and the stage's start, which commits
+ * with a flush, cannot be durable unless everything written before it in the
+ * WAL, the claim included, is durable too. Put it in a WHERE clause that runs
+ * for every row written (for no row, nothing is written and nothing waits).
+ */
+export const NO_FLUSH_WAIT = /* sql */ `set_config('synchronous_commit', 'off', true) IS NOT NULL`;
+
+/**
  * The SQL that logs a claim in pipeline_step_runs from a `claimed` CTE (which
  * returns job_id, tenant_id, job_variants_id, attempt, attempt_base), in the
  * same statement: one run row per attempt (docs/healing.md, "the run log").
@@ -54,6 +67,7 @@ export const LOG_CLAIM = /* sql */ `
 , run AS (
   INSERT INTO pipeline_step_runs (job_id, job_variants_id, step, attempt, attempt_base, trigger, instance_id)
   SELECT c.job_id, c.job_variants_id, $STEP, c.attempt, c.attempt_base, $TRIGGER, $INSTANCE FROM claimed c
+   WHERE ${NO_FLUSH_WAIT}
   RETURNING run_id
 )
 SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.attempt, c.attempt_base, r.run_id::text
