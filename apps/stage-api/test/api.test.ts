@@ -207,10 +207,11 @@ t.test('invalid configuration is a clear error', async (t) => {
       listener: false,
       logger: false,
     }),
-    /concurrency\.ocr/,
+    /STAGE_CONCURRENCY_OCR must be an integer from 1 to 256, got "lots"/,
+    'the error names the variable, not an internal path',
   );
   await t.rejects(
     buildApp({ env: { DATABASE_URL: 'postgres://x/y', VLM_BASE_URL: 'ftp://x' }, listener: false, logger: false }),
-    /vlm\.baseUrl: must be an http\(s\) URL/,
+    /VLM_BASE_URL must be an http\(s\) URL, got "ftp:\/\/x"/,
   );
 });
