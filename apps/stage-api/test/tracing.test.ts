@@ -22,7 +22,7 @@ import { startFakeOpenAi } from './fake-openai.js';
 import { freePort, jobState, seedJob, tempStorage, testDb, waitFor } from './helpers.js';
 
 const SERVER = fileURLToPath(new URL('../dist/server.js', import.meta.url));
-const PRELOAD = fileURLToPath(new URL('./tracing/otel-file-exporter.mjs', import.meta.url));
+const PRELOAD = fileURLToPath(new URL('./fixtures/otel-file-exporter.mjs', import.meta.url));
 
 interface SpanRecord {
   process: 'listener' | 'stage';
