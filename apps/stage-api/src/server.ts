@@ -1,6 +1,6 @@
 /**
  * The stage server process: read the environment (with an env file under
- * it), migrate, listen on HOST:PORT (127.0.0.1:8011), shut down gracefully
+ * it), migrate (the engine's set and this server's own), listen on HOST:PORT (127.0.0.1:8011), shut down gracefully
  * on SIGTERM/SIGINT (in-flight stage calls finish, pools and workers close).
  *
  *   node dist/server.js [ENV_FILE_PATH]
@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError as ListenerConfigError } from '@feedlyai/listener-plugin';
 import { EnvFileError, loadEnv, migrate, redactUrl } from '@feedlyai/pipeline-core';
 import { ConfigError, loadConfig } from './config.js';
+import { STAGE_MIGRATION_SET } from './migrations/index.js';
 
 const USAGE =
   'usage: node dist/server.js [ENV_FILE_PATH]  (or --env-file PATH, or ENV_FILE=PATH; default ./.env when present)';
@@ -62,7 +63,9 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) configFailure(err.message);
     throw err;
   }
+  // The engine's set, then this server's own (docs/migrations.md): its tables reference the engine's.
   await migrate(config.databaseUrl);
+  await migrate(config.databaseUrl, { set: STAGE_MIGRATION_SET });
   // Loaded after the configuration is known to be valid: a bad setting fails fast.
   const { buildApp } = await import('./app.js');
   let app: Awaited<ReturnType<typeof buildApp>>;

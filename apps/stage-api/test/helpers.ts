@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
 import { createTestDatabase, type TestDatabase } from '@feedlyai/test-helpers';
 import { type BuildAppOptions, buildApp } from '../src/app.js';
+import { STAGE_MIGRATION_SET } from '../src/migrations/index.js';
 
 export { freePort, jobState, seedJob, variantState, waitFor } from '@feedlyai/test-helpers';
 
@@ -21,6 +22,7 @@ export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 /** Every migration set the tests need, applied once per run to the template. */
 export async function migrateAll(url: string): Promise<void> {
   await migrate(url);
+  await migrate(url, { set: STAGE_MIGRATION_SET });
 }
 
 export async function testDb(t: Test): Promise<TestDatabase> {

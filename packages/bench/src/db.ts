@@ -7,6 +7,7 @@
  * (recovery sweep).
  */
 import { migrate } from '@feedlyai/pipeline-core';
+import { STAGE_MIGRATION_SET } from '@feedlyai/stage-api/migrations';
 import { type EmbeddedServer, startEmbeddedPostgres } from '@feedlyai/test-tools/db';
 import pg from 'pg';
 
@@ -49,7 +50,9 @@ export async function startBenchServer(): Promise<BenchServer> {
       const name = `bench_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${++n}`;
       await server.createDatabase(name);
       const url = server.url(name);
+      // Both sets: the stage benchmark runs the real stage server on these databases (docs/migrations.md).
       await migrate(url);
+      await migrate(url, { set: STAGE_MIGRATION_SET });
       return url;
     },
     version: async () => {

@@ -15,6 +15,7 @@ import { Writable } from 'node:stream';
 import listenerPlugin from '@feedlyai/listener-plugin';
 import { AUTOMATIC_STEPS, migrate, routeOf, STEPS } from '@feedlyai/pipeline-core';
 import { buildApp } from '@feedlyai/stage-api';
+import { STAGE_MIGRATION_SET } from '@feedlyai/stage-api/migrations';
 import { createTestDatabase, jobState, markImgGenDone, seedJob, waitFor } from '@feedlyai/test-helpers';
 import fc from 'fast-check';
 import Fastify from 'fastify';
@@ -22,11 +23,17 @@ import t from 'tap';
 import { PHOTO_DIR } from '../src/stage.js';
 import { startStageDouble } from '../src/stage-double.js';
 
+/** The engine's migration set and the stage server's (docs/migrations.md). */
+async function migrateBoth(url: string): Promise<void> {
+  await migrate(url);
+  await migrate(url, { set: STAGE_MIGRATION_SET });
+}
+
 const full = process.env.CHAOS_FULL === '1';
 const RUNS_PER_ROUTE = full ? 1000 : 150;
 
 t.test(`stage routes: ${RUNS_PER_ROUTE} random and mutated bodies each, no 5xx, no crash`, async (t) => {
-  const db = await createTestDatabase({ migrate: (url) => migrate(url), externalUrl: null });
+  const db = await createTestDatabase({ migrate: migrateBoth, externalUrl: null });
   t.teardown(() => db.close());
   const storageDir = await mkdtemp(join(tmpdir(), 'feedly-fuzz-'));
   t.teardown(() => rm(storageDir, { recursive: true, force: true }));
@@ -138,7 +145,7 @@ t.test(`stage routes: ${RUNS_PER_ROUTE} random and mutated bodies each, no 5xx, 
 });
 
 t.test('pg_notify garbage on both channels: logged, skipped, real work still dispatched', async (t) => {
-  const db = await createTestDatabase({ migrate: (url) => migrate(url), externalUrl: null });
+  const db = await createTestDatabase({ migrate: migrateBoth, externalUrl: null });
   t.teardown(() => db.close());
   const double = await startStageDouble({ connectionString: db.url, poolMax: 8 });
   t.teardown(() => double.close());

@@ -2,7 +2,16 @@ export * from './steps.js';
 export * from './inputCaps.js';
 export * from './db.js';
 export * from './envFile.js';
-export { migrate, LATEST_MIGRATION, type MigrateOptions, type MigrateResult } from './migrate.js';
+export {
+  appliedMigration,
+  CORE_MIGRATION_SET,
+  LATEST_MIGRATION,
+  latestMigration,
+  migrate,
+  type MigrateOptions,
+  type MigrateResult,
+  type MigrationSet,
+} from './migrate.js';
 export { MIGRATIONS, type Migration } from './migrations/index.js';
 export * from './sql/stage.js';
 export * from './sql/types.js';

@@ -1,6 +1,6 @@
 import t from 'tap';
 import pg from 'pg';
-import { migrate, LATEST_MIGRATION } from '../src/migrate.js';
+import { appliedMigration, CORE_MIGRATION_SET, LATEST_MIGRATION, type MigrationSet, migrate } from '../src/migrate.js';
 import { testDb, seedJob } from './helpers.js';
 
 t.test('migrate creates the seed tables, triggers and functions exactly as named', async (t) => {
@@ -77,4 +77,73 @@ t.test('variant trigger notifies only on a state change, with the contract paylo
     tenant_id: 'pipeline_test_tenant_v2',
   });
   t.ok(p.updated_at);
+});
+
+t.test(
+  "the engine's set: only the engine's tables; ids 2 and 5 (moved to the stage server's set) recorded",
+  async (t) => {
+    const db = await testDb();
+    t.teardown(() => db.close());
+    const ids = await db.pool.query<{ id: number; name: string }>('SELECT id, name FROM feedly_migrations ORDER BY id');
+    t.same(
+      ids.rows.map((r) => r.id),
+      CORE_MIGRATION_SET.migrations.map((m) => m.id),
+      'every id of the set, the moved ones too',
+    );
+    t.match(
+      ids.rows.find((r) => r.id === 2),
+      { name: 'stage_results' },
+    );
+    t.match(
+      ids.rows.find((r) => r.id === 5),
+      { name: 'stage_run_timings' },
+    );
+    const stage = await db.pool.query(
+      `SELECT tablename FROM pg_tables WHERE schemaname = 'public'
+        AND (tablename LIKE 'stage\\_%' OR tablename IN ('job_ad_copies', 'stage_api_migrations'))`,
+    );
+    t.same(stage.rows, [], "no table of the stage server's set");
+    t.equal(await appliedMigration(db.pool), LATEST_MIGRATION);
+  },
+);
+
+t.test('a migration set of its own: its tracking table, its ids, empty SQL only recorded', async (t) => {
+  const db = await testDb();
+  t.teardown(() => db.close());
+  const set: MigrationSet = {
+    name: 'test-set',
+    trackingTable: 'test_set_migrations',
+    lockKey: [0x0feed1a1, 99],
+    migrations: [
+      { id: 1, name: 'one', sql: 'CREATE TABLE IF NOT EXISTS test_set_one (id int)' },
+      { id: 2, name: 'moved', sql: '' },
+    ],
+  };
+  t.equal(await appliedMigration(db.pool, set), null, 'never migrated: no tracking table');
+  const first = await migrate(db.url, { set, upTo: 1 });
+  t.same(first, { set: 'test-set', applied: [1], current: 1 });
+  const rest = await migrate(db.url, { set });
+  t.same(rest.applied, [2], 'the empty one is recorded');
+  t.same((await migrate(db.url, { set })).applied, [], 'then nothing');
+  t.equal(await appliedMigration(db.pool, set), 2);
+  const core = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM feedly_migrations WHERE id > $1', [
+    LATEST_MIGRATION,
+  ]);
+  t.equal(core.rows[0]?.n, 0, "the engine's tracking table is untouched");
+  await t.rejects(migrate(db.url, { set: { ...set, trackingTable: 'x; DROP TABLE jobs' } }), {
+    name: 'TypeError',
+    message: /tracking table must be a lower-case identifier/,
+  });
+  await t.rejects(
+    migrate(db.url, {
+      set: {
+        ...set,
+        migrations: [
+          { id: 2, name: 'b', sql: '' },
+          { id: 1, name: 'a', sql: '' },
+        ],
+      },
+    }),
+    { name: 'TypeError', message: /ids must be increasing/ },
+  );
 });

@@ -2,6 +2,11 @@
  * The reads behind the views: one statement per table for a set of jobs,
  * never one per variant. Rows are returned as the database gives them; the
  * model (model.ts) turns them into views.
+ *
+ * The tables are the engine's (pipeline-core's migration set) and the stage
+ * server's (apps/stage-api's set): both sets must be applied
+ * (docs/migrations.md). A missing table is PostgreSQL's error 42P01, left to
+ * the caller (the CLI says "database not migrated").
  */
 import type pg from 'pg';
 
@@ -25,10 +30,6 @@ export const VARIANT_RESULT_TABLES = [
   'stage_iou_evals',
 ] as const;
 export type VariantResultTable = (typeof VARIANT_RESULT_TABLES)[number];
-
-/** Every table of the stage server's set the views read. */
-const STAGE_TABLES = [...VARIANT_RESULT_TABLES, 'job_ad_copies', 'stage_instagram_feeds', 'stage_run_timings'] as const;
-type StageTable = (typeof STAGE_TABLES)[number];
 
 export interface JobRows {
   /** The database's clock. */
@@ -61,20 +62,6 @@ async function selectJobs(db: Queryable, selection: JobSelection): Promise<Row[]
     selection.limit ?? DEFAULT_TENANT_LIMIT,
   ]);
   return r.rows;
-}
-
-/**
- * Which tables of the stage server's set exist. The engine's tables are
- * always there (pipeline-core's migrations); the stage server's may not be,
- * on a database where only the engine was migrated: its results are then
- * empty rather than an error.
- */
-async function existingStageTables(db: Queryable): Promise<Set<StageTable>> {
-  const r = await db.query<{ name: StageTable }>(
-    'SELECT name FROM unnest($1::text[]) AS t(name) WHERE to_regclass(name) IS NOT NULL',
-    [STAGE_TABLES],
-  );
-  return new Set(r.rows.map((x) => x.name));
 }
 
 /** Rows of the newest run per variant (the rows of one run share created_at: they are one transaction). */
@@ -111,7 +98,6 @@ export async function readJobRows(db: Queryable, selection: JobSelection): Promi
   };
   if (jobs.length === 0) return rows;
   const ids = jobs.map((j) => String(j.job_id));
-  const stage = await existingStageTables(db);
 
   rows.variants = (
     await db.query(
@@ -137,32 +123,24 @@ export async function readJobRows(db: Queryable, selection: JobSelection): Promi
       [ids],
     )
   ).rows;
-  for (const table of VARIANT_RESULT_TABLES) {
-    if (stage.has(table)) rows.results[table] = await newestRuns(db, table, ids);
-  }
-  if (stage.has('job_ad_copies')) {
-    rows.adCopies = (await db.query('SELECT * FROM job_ad_copies WHERE job_id = ANY($1::uuid[])', [ids])).rows;
-  }
-  if (stage.has('stage_instagram_feeds')) {
-    rows.feeds = (
-      await db.query(
-        `SELECT DISTINCT ON (job_id) * FROM stage_instagram_feeds WHERE job_id = ANY($1::uuid[])
-          ORDER BY job_id, created_at DESC, id DESC`,
-        [ids],
-      )
-    ).rows;
-  }
-  if (stage.has('stage_run_timings')) {
-    rows.stageTimings = (
-      await db.query(
-        `SELECT DISTINCT ON (job_id, coalesce(job_variants_id::text, ''), step)
-                job_id, job_variants_id, step, attempt, outcome, wait_ms, work_ms, finished_at
-           FROM stage_run_timings WHERE job_id = ANY($1::uuid[])
-          ORDER BY job_id, coalesce(job_variants_id::text, ''), step, finished_at DESC, id DESC`,
-        [ids],
-      )
-    ).rows;
-  }
+  for (const table of VARIANT_RESULT_TABLES) rows.results[table] = await newestRuns(db, table, ids);
+  rows.adCopies = (await db.query('SELECT * FROM job_ad_copies WHERE job_id = ANY($1::uuid[])', [ids])).rows;
+  rows.feeds = (
+    await db.query(
+      `SELECT DISTINCT ON (job_id) * FROM stage_instagram_feeds WHERE job_id = ANY($1::uuid[])
+        ORDER BY job_id, created_at DESC, id DESC`,
+      [ids],
+    )
+  ).rows;
+  rows.stageTimings = (
+    await db.query(
+      `SELECT DISTINCT ON (job_id, coalesce(job_variants_id::text, ''), step)
+              job_id, job_variants_id, step, attempt, outcome, wait_ms, work_ms, finished_at
+         FROM stage_run_timings WHERE job_id = ANY($1::uuid[])
+        ORDER BY job_id, coalesce(job_variants_id::text, ''), step, finished_at DESC, id DESC`,
+      [ids],
+    )
+  ).rows;
   return rows;
 }
 

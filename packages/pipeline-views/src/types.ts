@@ -2,7 +2,7 @@
  * The view model of a pipeline job and its variants: what the monitor, the
  * analyzer and the dashboard show, read from the engine's tables
  * (`jobs`, `jobs_variants`, `job_inputs`, `pipeline_step_runs`) and the stage
- * server's result tables (docs/architecture.md, "Two migration sets").
+ * server's result tables (two migration sets, docs/migrations.md).
  *
  * Every timestamp is an ISO 8601 string; every duration is in milliseconds.
  * Image fields come in pairs: the storage key as stored (`...Key`, relative

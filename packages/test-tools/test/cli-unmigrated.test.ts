@@ -59,3 +59,37 @@ t.test('a table missing at run time (dropped): the same line, exit 1', async (t)
   t.equal(r.code, 1);
   t.equal(r.stderr.trim(), NOT_MIGRATED);
 });
+
+t.test(
+  "the engine's set alone (a host that ran pipeline-core's migrate): analyze and monitor name the stage server's set",
+  async (t) => {
+    const engineOnly = await createTestDatabase({ migrate: (url) => migrate(url), template: 'engine_only' });
+    t.teardown(() => engineOnly.close());
+    const env = cleanEnv({ DATABASE_URL: engineOnly.url });
+    const job = await seedJob(engineOnly.pool, { tenantId: 'engine_only' });
+    for (const args of [
+      ['analyze', '--job-id', job.jobId],
+      ['monitor', job.jobId, '1', '0.2'],
+    ]) {
+      const r = await runCliProcess(args, { env });
+      t.equal(r.code, 1, `${args[0]} exits 1`);
+      t.match(
+        r.stderr.trim(),
+        /^database not migrated: the stage server's tables are at migration 0 of their set, this feedly-pipeline needs \d+: run feedly-pipeline migrate$/,
+      );
+    }
+    const m = await runCliProcess(['migrate', '--json'], { env });
+    t.equal(m.code, 0);
+    const sets = JSON.parse(m.stdout).sets as Array<{ set: string; applied: number[] }>;
+    t.same(
+      sets.map((s) => [s.set, s.applied.length > 0]),
+      [
+        ['pipeline-core', false],
+        ['stage-api', true],
+      ],
+      "migrate applies the stage server's set",
+    );
+    const a = await runCliProcess(['analyze', '--job-id', job.jobId, '--json'], { env });
+    t.equal(a.code, 0, 'then analyze works');
+  },
+);

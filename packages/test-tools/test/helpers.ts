@@ -9,17 +9,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { migrate } from '@feedlyai/pipeline-core';
 import { createTestDatabase, freePort, type TestDatabase } from '@feedlyai/test-helpers';
+import { migrateAllSets } from '../src/migrations.js';
 
 export { jobState, markImgGenDone, seedJob, variantState, waitFor } from '@feedlyai/test-helpers';
 
 export const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
 export const BIN = join(PACKAGE_DIR, 'bin', 'feedly-pipeline.js');
 
-/** Every migration set the tests need, applied once per run to the template. */
+/** Every migration set the tests need (the engine's and the stage server's), applied once per run to the template. */
 export async function migrateAll(url: string): Promise<void> {
-  await migrate(url);
+  await migrateAllSets(url);
 }
 
 export async function testDb(): Promise<TestDatabase> {

@@ -19,10 +19,11 @@ import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AUTOMATIC_STEPS, migrate } from '@feedlyai/pipeline-core';
+import { AUTOMATIC_STEPS } from '@feedlyai/pipeline-core';
 import { createTestDatabase, freePort, markImgGenDone, seedJob, waitFor } from '@feedlyai/test-helpers';
 import type pg from 'pg';
 import { type BuildAppOptions, buildApp } from '../../src/app.js';
+import { migrateAll } from '../helpers.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 
@@ -209,7 +210,7 @@ async function main(): Promise<void> {
     );
     process.exit(2);
   }
-  const db = await createTestDatabase({ migrate: (url) => migrate(url) });
+  const db = await createTestDatabase({ migrate: migrateAll });
   const storage = await burstStorage();
   try {
     const report = await runBurst({

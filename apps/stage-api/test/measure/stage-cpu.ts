@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { migrate } from '@feedlyai/pipeline-core';
 import { createTestDatabase, seedJob } from '@feedlyai/test-helpers';
+import { migrateAll } from '../helpers.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const OUT = fileURLToPath(new URL('../../test-output/measure/', import.meta.url));
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   const { buildApp } = (await import(
     process.env.MEASURE_DIST === '1' ? '../../dist/app.js' : '../../src/app.js'
   )) as typeof import('../../src/app.js');
-  const db = await createTestDatabase({ migrate: (url) => migrate(url) });
+  const db = await createTestDatabase({ migrate: migrateAll });
   const storage = await mkdtemp(path.join(tmpdir(), 'stage-measure-'));
   await mkdir(path.join(storage, 'inputs'), { recursive: true });
   await mkdir(OUT, { recursive: true });

@@ -1,29 +1,14 @@
 /**
- * 0005: the stage server's own timing of each stage run (docs/stage-api.md,
- * "Admission"): how long the request waited for its model or CPU resources
- * (`wait_ms`, the admission queue) and how long the work took once they were
- * held (`work_ms`, from the start to the finish). One row per run that
- * started, written in the finish's transaction when it is done. The demo and
- * the burst measurement read it; nothing in the state machine does.
+ * 0005: moved. The stage server's stage_run_timings table was created here;
+ * it is now migration 2 of the stage server's own set (apps/stage-api,
+ * src/migrations/0002_stage_run_timings.ts, tracking table
+ * stage_api_migrations).
  *
- * Additive and idempotent, like the others.
+ * The id stays in this set: a database migrated before the move has it
+ * recorded, and a new database records it without running anything
+ * (docs/migrations.md).
  */
 export const name = 'stage_run_timings';
 
-export const sql = /* sql */ `
-CREATE TABLE IF NOT EXISTS stage_run_timings (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  job_id uuid NOT NULL,
-  job_variants_id uuid,
-  step text NOT NULL,
-  attempt integer NOT NULL,
-  outcome text NOT NULL,
-  resources text[] NOT NULL DEFAULT '{}',
-  received_at timestamptz NOT NULL,
-  admitted_at timestamptz NOT NULL,
-  finished_at timestamptz NOT NULL DEFAULT now(),
-  wait_ms integer NOT NULL,
-  work_ms integer NOT NULL
-);
-CREATE INDEX IF NOT EXISTS stage_run_timings_job_idx ON stage_run_timings (job_id, step);
-`;
+/** Empty: the migrator only records the id. */
+export const sql = '';

@@ -51,25 +51,31 @@ Examples:
         if (!opts.jobId === !opts.tenantId) throw new UsageError('give exactly one of --job-id and --tenant-id');
         if (opts.html !== undefined && opts.html.trim() === '') throw new UsageError('--html needs a file name');
         const storageDir = resolveStorageDir(opts.storageDir, ctx.io.env);
-        return await withDatabase(opts, ctx.io, async (pool) => {
-          const report = await analyzeJobs(pool, {
-            ...(opts.jobId ? { jobId: opts.jobId } : { tenantId: opts.tenantId as string, limit: opts.limit }),
-            storageDir,
-          });
-          if (opts.json) ctx.io.out(JSON.stringify(report, null, 2));
-          else ctx.io.out(renderText(report));
-          if (opts.html) {
-            const storage = await createStorage({ root: storageDir });
-            const html = await renderHtml(report, (key) => storage.read(key));
-            try {
-              await writeFile(opts.html, html);
-            } catch (err) {
-              throw new CliFailure(`cannot write ${opts.html}: ${(err as Error).message}`);
+        return await withDatabase(
+          opts,
+          ctx.io,
+          async (pool) => {
+            const report = await analyzeJobs(pool, {
+              ...(opts.jobId ? { jobId: opts.jobId } : { tenantId: opts.tenantId as string, limit: opts.limit }),
+              storageDir,
+            });
+            if (opts.json) ctx.io.out(JSON.stringify(report, null, 2));
+            else ctx.io.out(renderText(report));
+            if (opts.html) {
+              const storage = await createStorage({ root: storageDir });
+              const html = await renderHtml(report, (key) => storage.read(key));
+              try {
+                await writeFile(opts.html, html);
+              } catch (err) {
+                throw new CliFailure(`cannot write ${opts.html}: ${(err as Error).message}`);
+              }
+              if (!opts.json) ctx.io.out(`HTML report written to ${opts.html}`);
             }
-            if (!opts.json) ctx.io.out(`HTML report written to ${opts.html}`);
-          }
-          return report.jobs.length > 0 ? 0 : 1;
-        });
+            return report.jobs.length > 0 ? 0 : 1;
+          },
+          // It reads the stage server's result tables.
+          { stageTables: true },
+        );
       },
     ),
   );

@@ -3,9 +3,17 @@
  * streams (injectable so tests can run a command in-process), the database
  * connection with its one-line error, and argument validation helpers.
  */
-import { databaseUrlFromEnv, LATEST_MIGRATION, redactUrl } from '@feedlyai/pipeline-core';
+import {
+  appliedMigration,
+  CORE_MIGRATION_SET,
+  databaseUrlFromEnv,
+  LATEST_MIGRATION,
+  latestMigration,
+  redactUrl,
+} from '@feedlyai/pipeline-core';
 import { type Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
+import { STAGE_MIGRATION_SET } from '../migrations.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -118,18 +126,26 @@ export function isUndefinedTable(err: unknown): boolean {
 }
 
 /**
- * Checks the migrations table before a command touches our tables: missing
- * (a fresh database, or the API server's before its first migration), or
- * behind this CLI's schema, is a CliFailure that says to migrate.
+ * Checks the migration sets' tracking tables before a command touches our
+ * tables (docs/migrations.md): the engine's set always, the stage server's
+ * when the command reads its result tables (`stageTables`). Missing (a fresh
+ * database, or the API server's before its first migration), or behind this
+ * CLI's schema, is a CliFailure that says to migrate.
  */
-export async function requireMigrated(db: Pick<pg.Pool, 'query'>): Promise<void> {
-  const t = await db.query<{ present: boolean }>("SELECT to_regclass('feedly_migrations') IS NOT NULL AS present");
-  if (!t.rows[0]?.present) throw new CliFailure(NOT_MIGRATED);
-  const r = await db.query<{ id: number | null }>('SELECT max(id) AS id FROM feedly_migrations');
-  const current = r.rows[0]?.id ?? 0;
+export async function requireMigrated(db: Pick<pg.Pool, 'query'>, o: { stageTables?: boolean } = {}): Promise<void> {
+  const current = await appliedMigration(db, CORE_MIGRATION_SET);
+  if (current === null) throw new CliFailure(NOT_MIGRATED);
   if (current < LATEST_MIGRATION) {
     throw new CliFailure(
       `database not migrated: its schema is at migration ${current}, this feedly-pipeline needs ${LATEST_MIGRATION}: run feedly-pipeline migrate`,
+    );
+  }
+  if (!o.stageTables) return;
+  const stage = (await appliedMigration(db, STAGE_MIGRATION_SET)) ?? 0;
+  const needed = latestMigration(STAGE_MIGRATION_SET);
+  if (stage < needed) {
+    throw new CliFailure(
+      `database not migrated: the stage server's tables are at migration ${stage} of their set, this feedly-pipeline needs ${needed}: run feedly-pipeline migrate`,
     );
   }
 }
@@ -142,12 +158,12 @@ export async function withDatabase<T>(
   opts: DbOptions,
   io: CliIo,
   fn: (pool: pg.Pool, url: string) => Promise<T>,
-  o: { requireSchema?: boolean } = {},
+  o: { requireSchema?: boolean; stageTables?: boolean } = {},
 ): Promise<T> {
   const url = resolveDatabaseUrl(opts, io.env);
   const pool = await openPool(url);
   try {
-    if (o.requireSchema !== false) await requireMigrated(pool);
+    if (o.requireSchema !== false) await requireMigrated(pool, { stageTables: o.stageTables ?? false });
     return await fn(pool, url);
   } finally {
     await pool.end().catch(() => {});

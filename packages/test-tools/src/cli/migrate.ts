@@ -1,10 +1,13 @@
-import { LATEST_MIGRATION, migrate } from '@feedlyai/pipeline-core';
+import { CORE_MIGRATION_SET, LATEST_MIGRATION, latestMigration, migrate } from '@feedlyai/pipeline-core';
 import { Command } from 'commander';
+import { MIGRATION_SETS } from '../migrations.js';
 import { action, type CommandContext, withDatabase } from './common.js';
 
 export function migrateCommand(ctx: CommandContext): Command {
   const cmd = new Command('migrate')
-    .description('apply the schema migrations (additive, safe to run concurrently) to the database')
+    .description(
+      "apply the schema migrations (additive, safe to run concurrently) to the database: the engine's set, then the stage server's",
+    )
     .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL or DB_*)')
     .option(
       '--reapply',
@@ -21,17 +24,31 @@ export function migrateCommand(ctx: CommandContext): Command {
         opts,
         ctx.io,
         async (pool) => {
-          if (opts.reapply) {
-            // Every migration is additive and idempotent (IF NOT EXISTS, CREATE OR REPLACE):
-            // forgetting that they ran makes migrate() apply them all again, under its lock.
-            await pool.query('DELETE FROM feedly_migrations').catch((err: { code?: string }) => {
-              if (err.code !== '42P01') throw err; // no table yet: a first migration anyway
-            });
+          const sets = [];
+          for (const set of MIGRATION_SETS) {
+            if (opts.reapply) {
+              // Every migration is additive and idempotent (IF NOT EXISTS, CREATE OR REPLACE):
+              // forgetting that they ran makes migrate() apply them all again, under its lock.
+              await pool.query(`DELETE FROM ${set.trackingTable}`).catch((err: { code?: string }) => {
+                if (err.code !== '42P01') throw err; // no table yet: a first migration anyway
+              });
+            }
+            const r = await migrate(pool, { set });
+            sets.push({ ...r, latest: latestMigration(set) });
           }
-          const r = await migrate(pool);
-          if (opts.json) ctx.io.out(JSON.stringify({ ...r, latest: LATEST_MIGRATION }));
-          else if (r.applied.length) ctx.io.out(`applied migration(s) ${r.applied.join(', ')}; schema at ${r.current}`);
-          else ctx.io.out(`nothing to apply; schema at ${r.current}`);
+          if (opts.json) {
+            // The engine's set at the top (as before there were two sets), every set under `sets`.
+            const core = sets.find((s) => s.set === CORE_MIGRATION_SET.name);
+            ctx.io.out(
+              JSON.stringify({ applied: core?.applied, current: core?.current, latest: LATEST_MIGRATION, sets }),
+            );
+          } else {
+            for (const r of sets) {
+              ctx.io.out(
+                `${r.set}: ${r.applied.length ? `applied migration(s) ${r.applied.join(', ')}` : 'nothing to apply'}; schema at ${r.current}`,
+              );
+            }
+          }
           return 0;
         },
         { requireSchema: false },

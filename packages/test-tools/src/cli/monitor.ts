@@ -45,33 +45,40 @@ Examples:
         opts: { json?: boolean; plain?: boolean; storageDir?: string; databaseUrl?: string },
       ) => {
         const mode: MonitorMode = opts.json ? 'json' : ctx.io.isTTY && !opts.plain ? 'tty' : 'plain';
-        return await withDatabase(opts, ctx.io, async (pool) => {
-          const logUpdate = mode === 'tty' ? createLogUpdate(ctx.io.stdout) : null;
-          try {
-            const r = await runMonitor(pool, jobId, {
-              maxIterations,
-              checkIntervalS: checkInterval,
-              mode,
-              storageDir: resolveStorageDir(opts.storageDir, ctx.io.env),
-              write: (t) => ctx.io.out(t),
-              ...(logUpdate ? { redraw: { draw: (f: string) => logUpdate(f), done: () => logUpdate.done() } } : {}),
-              signal: ctx.io.signal,
-            });
-            if (mode !== 'json') {
-              if (mode === 'tty' && r.outcome !== 'done') ctx.io.out(renderFrame(r.last).split('\n')[0] ?? '');
-              const took = `${(r.last.job.elapsedMs / 1000).toFixed(1)} s`;
-              if (r.outcome === 'done') ctx.io.out(`job ${jobId} done in ${took}`);
-              else if (r.outcome === 'failed') ctx.io.out(`job ${jobId} failed: ${r.last.job.failureReason}`);
-              else if (r.outcome === 'interrupted')
-                ctx.io.out(`stopped after ${r.iterations} check(s); job at ${r.last.job.step}/${r.last.job.status}`);
-              else ctx.io.out(`gave up after ${r.iterations} check(s); job at ${r.last.job.step}/${r.last.job.status}`);
+        return await withDatabase(
+          opts,
+          ctx.io,
+          async (pool) => {
+            const logUpdate = mode === 'tty' ? createLogUpdate(ctx.io.stdout) : null;
+            try {
+              const r = await runMonitor(pool, jobId, {
+                maxIterations,
+                checkIntervalS: checkInterval,
+                mode,
+                storageDir: resolveStorageDir(opts.storageDir, ctx.io.env),
+                write: (t) => ctx.io.out(t),
+                ...(logUpdate ? { redraw: { draw: (f: string) => logUpdate(f), done: () => logUpdate.done() } } : {}),
+                signal: ctx.io.signal,
+              });
+              if (mode !== 'json') {
+                if (mode === 'tty' && r.outcome !== 'done') ctx.io.out(renderFrame(r.last).split('\n')[0] ?? '');
+                const took = `${(r.last.job.elapsedMs / 1000).toFixed(1)} s`;
+                if (r.outcome === 'done') ctx.io.out(`job ${jobId} done in ${took}`);
+                else if (r.outcome === 'failed') ctx.io.out(`job ${jobId} failed: ${r.last.job.failureReason}`);
+                else if (r.outcome === 'interrupted')
+                  ctx.io.out(`stopped after ${r.iterations} check(s); job at ${r.last.job.step}/${r.last.job.status}`);
+                else
+                  ctx.io.out(`gave up after ${r.iterations} check(s); job at ${r.last.job.step}/${r.last.job.status}`);
+              }
+              return r.outcome === 'done' ? 0 : 1;
+            } catch (err) {
+              if (err instanceof JobNotFoundError) throw new CliFailure(err.message);
+              throw err;
             }
-            return r.outcome === 'done' ? 0 : 1;
-          } catch (err) {
-            if (err instanceof JobNotFoundError) throw new CliFailure(err.message);
-            throw err;
-          }
-        });
+          },
+          // It reads the stage server's result tables.
+          { stageTables: true },
+        );
       },
     ),
   );

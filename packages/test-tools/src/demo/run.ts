@@ -18,7 +18,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { AUTOMATIC_STEPS, databaseUrlFromEnv, migrate, redactUrl } from '@feedlyai/pipeline-core';
+import { AUTOMATIC_STEPS, databaseUrlFromEnv, redactUrl } from '@feedlyai/pipeline-core';
 import { createStorage } from '@feedlyai/storage';
 import { buildApp } from '@feedlyai/stage-api';
 import { createLogUpdate } from 'log-update';
@@ -26,6 +26,7 @@ import pg from 'pg';
 import { analyzeJobs, flatStageTimings, renderHtml, renderSummary } from '../analyze/index.js';
 import { type EmbeddedServer, freePort, startEmbeddedPostgres } from '../db/embedded.js';
 import { requireEmbeddedBinary } from '../db/binary.js';
+import { describeMigrations, migrateAllSets } from '../migrations.js';
 import { formatDuration, type MonitorSnapshot, runMonitor } from '../monitor.js';
 import { createPipelineJob } from '../seeder.js';
 
@@ -115,10 +116,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     if (o.signal.aborted) return 130;
 
     // 2. Migrations.
-    const m = await migrate(url);
-    say(
-      `migrations: ${m.applied.length ? `applied ${m.applied.join(', ')}` : 'nothing to apply'} (schema at ${m.current})`,
-    );
+    say(`migrations: ${describeMigrations(await migrateAllSets(url))}`);
 
     // 3. Stage server with the listener.
     await mkdir(dirname(o.logFile), { recursive: true });
