@@ -9,6 +9,14 @@ import { type JobSelection, jobOfVariant, type Queryable, readJobRows } from './
 import type { JobView, VariantView } from './types.js';
 
 export type * from './types.js';
+export {
+  SCORE_CAP,
+  type ScoreBreakdown,
+  type ScorePart,
+  scoreBreakdown,
+  type VariantScore,
+} from './breakdown.js';
+export { type Timeline, type TimelineEntry, timelineOf } from './timeline.js';
 export { buildJobViews, imagePath, latestPerStep, scoresOf, stepsDoneAt, type ViewOptions } from './model.js';
 export {
   DEFAULT_TENANT_LIMIT,

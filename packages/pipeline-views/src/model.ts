@@ -52,6 +52,7 @@ function stepRun(r: Row, now: number): StepRun {
     state: String(r.state),
     instanceId: String(r.instance_id),
     claimedAt: iso(r.claimed_at) as string,
+    sentAt: iso(r.sent_at),
     finishedAt: iso(r.finished_at),
     elapsedMs: Math.max(0, (finished ?? now) - claimed),
     durationMs: numOrNull(r.duration_ms) ?? (finished === null ? null : Math.max(0, finished - claimed)),
@@ -172,6 +173,7 @@ function variantResults(
           chosenRank: chosenProposal ? Number(chosenProposal.rank) : null,
           previewKey,
           previewPath: previewKey ? toPath(previewKey) : null,
+          previewAssetId: str(chosenProposal?.preview_asset_id),
         }
       : null,
     overlay: o
@@ -186,6 +188,7 @@ function variantResults(
           proposalRank: numOrNull(o.proposal_rank),
           imageKey: String(o.image_key),
           imagePath: toPath(String(o.image_key)),
+          imageAssetId: str(o.image_asset_id),
           width: Number(o.width),
           height: Number(o.height),
         }
@@ -337,6 +340,7 @@ export function buildJobViews(rows: JobRows, options: ViewOptions = {}): JobView
             taglineKor: str(input.tagline_kor),
             productName: str(input.product_name),
             imageKey: str(input.image_url),
+            imageAssetId: str(input.img_asset_id),
           }
         : null,
       variants,
@@ -360,6 +364,7 @@ export function buildJobViews(rows: JobRows, options: ViewOptions = {}): JobView
             scores: feed.scores,
             feedImageKey: String(feed.feed_image_key),
             feedImagePath: toPath(String(feed.feed_image_key)),
+            feedAssetId: str(feed.feed_asset_id),
           }
         : null,
       timings: latestPerStep(jobRuns),

@@ -117,7 +117,7 @@ export async function readJobRows(db: Queryable, selection: JobSelection): Promi
   rows.runs = (
     await db.query(
       `SELECT run_id, job_id, job_variants_id, step, attempt, trigger, state, instance_id,
-              claimed_at, finished_at, http_status, duration_ms, error
+              claimed_at, sent_at, finished_at, http_status, duration_ms, error
          FROM pipeline_step_runs WHERE job_id = ANY($1::uuid[])
         ORDER BY job_id, claimed_at, run_id`,
       [ids],

@@ -32,6 +32,8 @@ export interface StepRun {
   /** The instance that claimed it (`PIPELINE_INSTANCE_ID`). */
   instanceId: string;
   claimedAt: string;
+  /** When the stage request of the attempt left (null: not sent yet, or never). Set by the readers. */
+  sentAt?: string | null;
   finishedAt: string | null;
   /** Finished minus claimed, or the database's now minus claimed while the run is open. */
   elapsedMs: number;
@@ -97,6 +99,8 @@ export interface PlannerResult {
   /** The chosen proposal's preview image. */
   previewKey: string | null;
   previewPath: string | null;
+  /** Its image_assets id (what GET /assets/:id serves). Set by the readers. */
+  previewAssetId?: string | null;
 }
 
 /** overlay: the rendered creative and its layout. */
@@ -109,6 +113,8 @@ export interface OverlayResult {
   proposalRank: number | null;
   imageKey: string;
   imagePath: string;
+  /** The creative's image_assets id (what GET /assets/:id serves). Set by the readers. */
+  imageAssetId?: string | null;
   width: number;
   height: number;
 }
@@ -186,6 +192,8 @@ export interface JobInputs {
   productName: string | null;
   /** The product photo's image_assets.image_url. */
   imageKey: string | null;
+  /** The product photo's image_assets id. Set by the readers. */
+  imageAssetId?: string | null;
 }
 
 /** ad_copy_gen_kor (and the English headline the first overlay decided). */
@@ -209,6 +217,8 @@ export interface Feed {
   scores: unknown;
   feedImageKey: string;
   feedImagePath: string;
+  /** The feed image's image_assets id. Set by the readers. */
+  feedAssetId?: string | null;
 }
 
 /** A job with its variants. */
