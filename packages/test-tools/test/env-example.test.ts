@@ -11,7 +11,7 @@ import t from 'tap';
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 /** Set by the system or the test runner, or handed between the test helpers' own processes: not settings. */
-const NOT_SETTINGS = new Set(['PATH', 'TAP', 'FEEDLY_TEST_EXTERNAL_URL']);
+const NOT_SETTINGS = new Set(['PATH', 'TAP', 'NODE_OPTIONS', 'FEEDLY_TEST_EXTERNAL_URL']);
 
 const READS = [
   /process\.env\.([A-Z][A-Z0-9_]+)/g,
