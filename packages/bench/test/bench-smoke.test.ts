@@ -10,7 +10,7 @@ import t from 'tap';
 import { runBenchmarks } from '../src/cli.js';
 import { renderMarkdown } from '../src/report.js';
 
-t.test('bench --quick: latency, chain (ours and Graphile Worker), recovery, stage', async (t) => {
+t.test('bench --quick: latency, chain (ours, naive, Graphile Worker), recovery, stage', async (t) => {
   const out = await mkdtemp(join(tmpdir(), 'feedly-bench-smoke-'));
   t.teardown(() => rm(out, { recursive: true, force: true }));
   const r = await runBenchmarks({
@@ -29,12 +29,13 @@ t.test('bench --quick: latency, chain (ours and Graphile Worker), recovery, stag
     t.equal(l.trigger.n, 40, '40 trigger samples');
     t.ok(l.trigger.p50 > 0 && l.trigger.p50 <= l.trigger.p99, 'percentiles ordered');
     t.ok(l.floor.p50 > 0 && l.floor.p50 < l.trigger.p50, 'the NOTIFY floor is below the trigger latency');
+    t.equal(l.naive?.trigger.n, 40, "the naive dispatcher's 40 samples beside ours");
   }
 
   const c = r.chain;
   t.ok(c, 'chain measured');
   if (c) {
-    t.equal(c.runs.length, 4, 'two systems x two process counts');
+    t.equal(c.runs.length, 6, 'three systems (ours, naive, Graphile Worker) x two process counts');
     for (const run of c.runs) {
       t.equal(run.steps, 20 * (4 * 8 + 2), `${run.system} x${run.processes}: every step counted`);
       t.equal(run.duplicates, 0, `${run.system} x${run.processes}: no duplicate at the stage`);
@@ -42,7 +43,10 @@ t.test('bench --quick: latency, chain (ours and Graphile Worker), recovery, stag
       t.ok(run.stepsPerSecond > 0, `${run.system} x${run.processes}: throughput`);
     }
     t.equal(c.comparison.length, 2);
-    for (const x of c.comparison) t.ok(x.ratio > 0, `ratio for ${x.processes} process(es)`);
+    for (const x of c.comparison) {
+      t.ok(x.ratio > 0, `ratio to Graphile Worker for ${x.processes} process(es)`);
+      t.ok(x.naiveRatio > 0, `ratio to the naive dispatcher for ${x.processes} process(es)`);
+    }
   }
 
   const rec = r.recovery;
