@@ -11,11 +11,13 @@ import {
   FAN_IN_FROM,
   FAN_IN_TO,
   isJobLevel,
+  JOB_CHANNEL,
   nextStep,
   parseJobNotification,
   parseVariantNotification,
   routeOf,
   type Step,
+  VARIANT_CHANNEL,
 } from '@feedlyai/pipeline-core';
 import pg from 'pg';
 import { Pool as HttpPool } from 'undici';
@@ -105,7 +107,7 @@ serveChild(async () => {
   const listen = new pg.Client({ connectionString: cfg.connectionString });
   listen.on('error', () => {});
   listen.on('notification', (n) => {
-    if (n.channel === 'job_variant_state_changed') {
+    if (n.channel === VARIANT_CHANNEL) {
       const p = parseVariantNotification(n.payload);
       if (p.ok && p.value.status === 'done') void onDone(p.value.job_id, p.value.job_variants_id, p.value.current_step);
     } else {
@@ -114,8 +116,8 @@ serveChild(async () => {
     }
   });
   await listen.connect();
-  await listen.query('LISTEN job_variant_state_changed');
-  await listen.query('LISTEN job_state_changed');
+  await listen.query(`LISTEN ${VARIANT_CHANNEL}`);
+  await listen.query(`LISTEN ${JOB_CHANNEL}`);
 
   // The recovery sweep: every `done` that should have moved on.
   const sweep = async () => {

@@ -9,7 +9,7 @@
  *   transition dispatched (every vlm_analyze request at the double) is measured.
  */
 import { performance } from 'node:perf_hooks';
-import { createPipelineEngine } from '@feedlyai/pipeline-core';
+import { createPipelineEngine, LISTENER_APPLICATION_NAME } from '@feedlyai/pipeline-core';
 import pg from 'pg';
 import type { Forked } from './child.js';
 import { type BenchServer, dropDatabase } from './db.js';
@@ -146,7 +146,8 @@ export async function reconnectBenchmark(
       (
         await pool.query<{ pid: number; start: Date }>(
           `/* bench_probe */ SELECT pid, backend_start AS start FROM pg_stat_activity
-            WHERE application_name = 'job_state_listener' AND datname = current_database()`,
+            WHERE application_name = $1 AND datname = current_database()`,
+          [LISTENER_APPLICATION_NAME],
         )
       ).rows;
     let before = await listenerPids();
@@ -174,7 +175,8 @@ export async function reconnectBenchmark(
         await client.query('BEGIN');
         const upd = await client.query(`UPDATE jobs_variants SET status = 'done' WHERE current_step = 'img_gen'`);
         const back = await client.query(
-          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'job_state_listener' AND datname = current_database()`,
+          'SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()',
+          [LISTENER_APPLICATION_NAME],
         );
         if (back.rowCount === 0) {
           await client.query('COMMIT');
@@ -184,7 +186,8 @@ export async function reconnectBenchmark(
         await client.query('ROLLBACK');
         await pool.query(
           `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-            WHERE application_name = 'job_state_listener' AND datname = current_database()`,
+            WHERE application_name = $1 AND datname = current_database()`,
+          [LISTENER_APPLICATION_NAME],
         );
         while ((await listenerPids()).length > 0) await sleep(5);
       }

@@ -17,12 +17,20 @@
  * connection is gone, and reports the dead ones (`onInstances`).
  */
 import { hostname } from 'node:os';
-import { type EngineLogger, observeInstances, registerInstance } from '@feedlyai/pipeline-core';
+import {
+  type EngineLogger,
+  JOB_CHANNEL,
+  LISTENER_APPLICATION_NAME,
+  observeInstances,
+  registerInstance,
+  VARIANT_CHANNEL,
+} from '@feedlyai/pipeline-core';
 import pg from 'pg';
 
-export const VARIANT_CHANNEL = 'job_variant_state_changed';
-export const JOB_CHANNEL = 'job_state_changed';
-export const APPLICATION_NAME = 'job_state_listener';
+// The names are pipeline-core's, next to the migration that creates the triggers (docs/notifications.md).
+export { JOB_CHANNEL, VARIANT_CHANNEL };
+/** application_name of the LISTEN connection (pipeline-core's LISTENER_APPLICATION_NAME). */
+export const APPLICATION_NAME = LISTENER_APPLICATION_NAME;
 
 /** What the LISTEN connection needs of a checked-out client (pg.PoolClient's public surface). */
 export interface ListenPoolClient {

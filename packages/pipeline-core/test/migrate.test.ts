@@ -1,6 +1,7 @@
 import t from 'tap';
 import pg from 'pg';
 import { appliedMigration, CORE_MIGRATION_SET, LATEST_MIGRATION, type MigrationSet, migrate } from '../src/migrate.js';
+import { JOB_CHANNEL, NOTIFY_TRIGGERS, VARIANT_CHANNEL } from '../src/migrations/channels.js';
 import { testDb, seedJob } from './helpers.js';
 
 t.test('migrate creates the seed tables, triggers and functions exactly as named', async (t) => {
@@ -145,5 +146,25 @@ t.test('a migration set of its own: its tracking table, its ids, empty SQL only 
       },
     }),
     { name: 'TypeError', message: /ids must be increasing/ },
+  );
+});
+
+t.test('the exported notify names are the ones the migration installs', async (t) => {
+  const db = await testDb();
+  t.teardown(() => db.close());
+  t.equal(NOTIFY_TRIGGERS.length, 2);
+  for (const n of NOTIFY_TRIGGERS) {
+    const r = await db.pool.query<{ fn: string; def: string }>(
+      `SELECT p.proname AS fn, pg_get_functiondef(p.oid) AS def
+         FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid
+        WHERE g.tgname = $1 AND g.tgrelid = to_regclass($2)`,
+      [n.trigger, n.table],
+    );
+    t.equal(r.rows[0]?.fn, n.fn, `${n.trigger} on ${n.table} calls ${n.fn}()`);
+    t.ok(r.rows[0]?.def.includes(`pg_notify('${n.channel}'`), `${n.fn}() notifies on ${n.channel}`);
+  }
+  t.same(
+    NOTIFY_TRIGGERS.map((n) => n.channel),
+    [VARIANT_CHANNEL, JOB_CHANNEL],
   );
 });

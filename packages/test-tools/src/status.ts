@@ -6,6 +6,7 @@
  * exist and are they enabled, is a `job_state_listener` connection present;
  * and, optionally, a real test update that must come back as a notification.
  */
+import { JOB_CHANNEL, LISTENER_APPLICATION_NAME, NOTIFY_TRIGGERS, VARIANT_CHANNEL } from '@feedlyai/pipeline-core';
 import pg from 'pg';
 import { request } from 'undici';
 
@@ -20,15 +21,12 @@ export interface Check {
   source?: string;
 }
 
-export const LISTENER_APPLICATION_NAME = 'job_state_listener';
-export const VARIANT_CHANNEL = 'job_variant_state_changed';
-export const JOB_CHANNEL = 'job_state_changed';
+// The names are pipeline-core's, next to the migration that creates the triggers (docs/notifications.md).
+export { JOB_CHANNEL, LISTENER_APPLICATION_NAME, VARIANT_CHANNEL };
 export const STATUS_CHECK_TENANT = 'pipeline_status_check';
 
-export const TRIGGERS = [
-  { fn: 'notify_job_variant_state_change', trigger: 'job_variant_state_change_trigger', table: 'jobs_variants' },
-  { fn: 'notify_job_state_change', trigger: 'job_state_change_trigger', table: 'jobs' },
-] as const;
+/** The notify triggers and their functions, as migration 0001 creates them. */
+export const TRIGGERS = NOTIFY_TRIGGERS;
 
 export function formatCheck(c: Check): string {
   if (c.ok) return `OK   ${c.name}${c.detail ? ` (${c.detail})` : ''}`;

@@ -20,6 +20,7 @@
  * untouched (same states, no stage request for it).
  */
 import { performance } from 'node:perf_hooks';
+import { LISTENER_APPLICATION_NAME } from '@feedlyai/pipeline-core';
 import { waitFor } from '@feedlyai/test-tools/db';
 import { bulkSeed } from '../seed.js';
 import { round } from '../stats.js';
@@ -115,10 +116,10 @@ export async function runBacklog(o: BacklogOptions): Promise<ChaosResult> {
         `WITH u AS (
            UPDATE jobs_variants SET status = 'done'
             WHERE job_id = ANY($1::uuid[]) AND current_step = 'img_gen' AND status = 'queued'
-              AND NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'job_state_listener')
+              AND NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $2)
            RETURNING 1)
          SELECT count(*)::int AS n, extract(epoch FROM now()) * 1000 AS t FROM u`,
-        [jobIds],
+        [jobIds, LISTENER_APPLICATION_NAME],
       );
       if ((r.rows[0]?.n ?? 0) > 0) updatedAt = Number(r.rows[0]?.t);
     }
@@ -128,7 +129,8 @@ export async function runBacklog(o: BacklogOptions): Promise<ChaosResult> {
       async () => {
         const r = await env.admin.query<{ n: number; first: number }>(
           `SELECT count(*)::int AS n, extract(epoch FROM min(backend_start)) * 1000 AS first
-             FROM pg_stat_activity WHERE application_name = 'job_state_listener'`,
+             FROM pg_stat_activity WHERE application_name = $1`,
+          [LISTENER_APPLICATION_NAME],
         );
         const row = r.rows[0];
         return row && row.n >= o.instances ? Number(row.first) : null;

@@ -10,7 +10,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { migrate } from '@feedlyai/pipeline-core';
+import { LISTENER_APPLICATION_NAME, migrate } from '@feedlyai/pipeline-core';
 import { type EmbeddedServer, startEmbeddedPostgres } from '@feedlyai/test-tools/db';
 import pg from 'pg';
 import type { Forked } from '../child.js';
@@ -195,7 +195,8 @@ export async function chaosEnv(o: ChaosEnvOptions): Promise<ChaosEnv> {
 export async function killListenerConnections(admin: pg.Pool): Promise<number> {
   const r = await admin.query(
     `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-      WHERE application_name = 'job_state_listener' AND pid <> pg_backend_pid()`,
+      WHERE application_name = $1 AND pid <> pg_backend_pid()`,
+    [LISTENER_APPLICATION_NAME],
   );
   return r.rowCount ?? 0;
 }
@@ -203,7 +204,8 @@ export async function killListenerConnections(admin: pg.Pool): Promise<number> {
 /** Listener connections that exist now. */
 export async function listenerConnections(admin: pg.Pool): Promise<number> {
   const r = await admin.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'job_state_listener'`,
+    'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+    [LISTENER_APPLICATION_NAME],
   );
   return r.rows[0]?.n ?? 0;
 }

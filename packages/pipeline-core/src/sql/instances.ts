@@ -11,9 +11,10 @@
  * itself, so the pid is that connection's.
  */
 import type { Queryable } from '../db.js';
+import { LISTENER_APPLICATION_NAME } from '../migrations/channels.js';
 
-/** application_name of every LISTEN connection (docs/state-machine.md). */
-export const LISTENER_APPLICATION_NAME = 'job_state_listener';
+/** application_name of every LISTEN connection (defined next to the triggers, docs/notifications.md). */
+export { LISTENER_APPLICATION_NAME };
 
 export interface RegisterArgs {
   instanceId: string;

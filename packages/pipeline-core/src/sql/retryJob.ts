@@ -20,6 +20,7 @@
  */
 import type pg from 'pg';
 import { withTransaction } from '../db.js';
+import { JOB_CHANNEL } from '../migrations/channels.js';
 import { isStep, isVariantLevel, JOB_STEPS, nextStep, STEPS, type Step, VARIANT_STEPS } from '../steps.js';
 
 export interface RetryJobOptions {
@@ -179,7 +180,8 @@ export async function retryJob(pool: pg.Pool, jobId: string, opts: RetryJobOptio
         [jobId],
       )
     ).rows[0] as JobRow & { updated_at: Date; attempt: number };
-    await c.query(`SELECT pg_notify('job_state_changed', $1)`, [
+    await c.query('SELECT pg_notify($1, $2)', [
+      JOB_CHANNEL,
       JSON.stringify({
         job_id: jobId,
         tenant_id: cur.tenant_id,
