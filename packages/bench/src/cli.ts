@@ -3,7 +3,7 @@
  * writes results/latest.json and results/latest.md (quick mode writes only
  * where --out says).
  *
- *   --only latency,chain,recovery,stage   a subset
+ *   --only latency,chain,recovery,stage,dashboard   a subset
  *   --quick                               small sizes (the CI smoke test)
  *   --processes 1,2,4                     listener / Graphile processes per chain run
  *   --out DIR                             where to write the results
@@ -22,7 +22,7 @@ import { reconnectBenchmark, sweepBenchmark } from './recovery.js';
 import { type BenchResults, renderMarkdown } from './report.js';
 import { round } from './stats.js';
 
-export const BENCHMARKS = ['latency', 'chain', 'recovery', 'stage'] as const;
+export const BENCHMARKS = ['latency', 'chain', 'recovery', 'stage', 'dashboard'] as const;
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
 export interface BenchOptions {
@@ -41,6 +41,7 @@ export function sizes(quick: boolean) {
         reconnect: { variants: 100 },
         sweep: { variants: 20_000, repeats: 2 },
         stage: { photos: 1 },
+        dashboard: { jobs: 20_000, samples: 5 },
       }
     : {
         latency: { samples: 1000, warmup: 50 },
@@ -48,6 +49,7 @@ export function sizes(quick: boolean) {
         reconnect: { variants: 1000 },
         sweep: { variants: 1_000_000, repeats: 5 },
         stage: { photos: Number.POSITIVE_INFINITY },
+        dashboard: { jobs: 1_000_000, samples: 20 },
       };
 }
 
@@ -109,6 +111,13 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResults> {
       const { stageBenchmark } = await import('./stage.js');
       results.stage = await attempt('stage', () => stageBenchmark(bench, { maxPhotos: size.stage.photos, log: o.log }));
     }
+    if (o.only.includes('dashboard')) {
+      o.log(`dashboard: the jobs page at ${size.dashboard.jobs} jobs, first and next page of each filter`);
+      const { dashboardBenchmark } = await import('./dashboard.js');
+      results.dashboard = await attempt('dashboard', () =>
+        dashboardBenchmark(bench, { ...size.dashboard, log: o.log }),
+      );
+    }
   } finally {
     await bench.stop();
   }
@@ -132,7 +141,7 @@ function parseOptions(argv: string[]): BenchOptions {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: bench [--only latency,chain,recovery,stage] [--quick] [--processes 1,2,4] [--out DIR]\n',
+      'usage: bench [--only latency,chain,recovery,stage,dashboard] [--quick] [--processes 1,2,4] [--out DIR]\n',
     );
     process.exit(0);
   }

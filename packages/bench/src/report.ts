@@ -1,5 +1,6 @@
 /** The markdown rendering of a benchmark run. */
 import type { ChainResult } from './chain.js';
+import type { DashboardBenchResult } from './dashboard.js';
 import type { LatencyResult } from './latency.js';
 import type { MachineInfo } from './machine.js';
 import type { ReconnectResult, SweepResult } from './recovery.js';
@@ -18,6 +19,7 @@ export interface BenchResults {
   chain?: ChainResult;
   recovery?: { reconnect?: ReconnectResult; sweep?: SweepResult };
   stage?: StageBenchResult;
+  dashboard?: DashboardBenchResult;
   errors: { benchmark: string; error: string }[];
 }
 
@@ -198,6 +200,28 @@ export function renderMarkdown(r: BenchResults): string {
           `in one process: **${e.seconds} s** to instagram_feed_gen/done (${e.status}).`,
       );
     }
+  }
+  if (r.dashboard) {
+    const d = r.dashboard;
+    out.push('', '## Dashboard pages', '');
+    out.push(
+      `The jobs page at ${d.jobs.toLocaleString('en')} jobs (${d.variants.toLocaleString('en')} variants, seeded in ` +
+        `${d.seedSeconds} s): one whole page (query, row details, HTML) per sample, ${d.samples} samples after ` +
+        `3 warm-ups. Target ${d.targetMs} ms per page; every p50 within it: **${d.withinTarget ? 'yes' : 'NO'}**.`,
+      '',
+    );
+    out.push(
+      row([
+        'filter',
+        'rows',
+        'first page p50 / p90 / max (ms)',
+        'next page p50 / p90 / max (ms)',
+        'first page as JSON p50 (ms)',
+      ]),
+    );
+    out.push(row(['---', '---:', '---:', '---:', '---:']));
+    const f = (p: { p50: number; p90: number; max: number } | null) => (p ? `${p.p50} / ${p.p90} / ${p.max}` : '');
+    for (const p of d.pages) out.push(row([p.filter, p.rows, f(p.first), f(p.next), p.firstJson.p50]));
   }
   if (r.errors.length) {
     out.push('', '## Errors', '');

@@ -33,6 +33,7 @@ t.test('the demo runs the whole pipeline and writes a report with every creative
   const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
   t.equal(code, 0, 'the demo exits 0', { stdout: out, stderr: err });
   t.match(out, /stage server with the listener on http:\/\/127\.0\.0\.1:\d+/);
+  t.match(out, /dashboard: http:\/\/127\.0\.0\.1:\d+\/pipeline\/ /, "the dashboard's URL is printed");
   t.match(out, /seeded job [0-9a-f-]{36}: 3 variants/);
   t.match(out, /job [0-9a-f-]{36} done in/);
   t.match(out, /Per-step timings:\n\s+step\s+variant #1\s+variant #2\s+variant #3\s+job/);
@@ -81,6 +82,10 @@ t.test('on its own embedded PostgreSQL with --keep: serves until Ctrl-C, then st
   t.equal(health.statusCode, 200, 'the stage server is still up');
   await health.body.dump();
   t.ok(postgresProcesses(dataDir) > 0, 'its PostgreSQL runs');
+  const board = (/ {2}dashboard: (http:\/\/127\.0\.0\.1:\d+\/pipeline\/)/.exec(out) as RegExpExecArray)[1] as string;
+  const page = await request(board);
+  t.equal(page.statusCode, 200, 'the dashboard serves, on 127.0.0.1, without auth');
+  t.match(await page.body.text(), /<tr id="job-[0-9a-f-]{36}" class="job st-done">/, 'with the demo job, done');
   child.kill('SIGINT');
   const code = await closed;
   t.equal(code, 0, 'exit 0 after Ctrl-C', { stdout: out, stderr: err });

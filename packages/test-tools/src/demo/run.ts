@@ -5,7 +5,9 @@
  *    temporary folder (removed afterwards);
  * 2. migrations;
  * 3. the stage server (buildApp from @feedlyai/stage-api) hosting the listener
- *    plugin, on a free port (or PORT), storage in STORAGE_DIR (.data/storage);
+ *    plugin, on a free port (or PORT), storage in STORAGE_DIR (.data/storage),
+ *    and the dashboard (@feedlyai/dashboard, allowAnonymous, on 127.0.0.1 and a
+ *    free port; its URL printed);
  * 4. one job with 3 variants from the bundled coffee photo, marked img_gen/done
  *    the way the YE part does;
  * 5. the monitor until the job is done (with a deadline);
@@ -26,6 +28,7 @@ import pg from 'pg';
 import { analyzeJobs, flatStageTimings, renderHtml, renderSummary } from '../analyze/index.js';
 import { type EmbeddedServer, freePort, startEmbeddedPostgres } from '../db/embedded.js';
 import { requireEmbeddedBinary } from '../db/binary.js';
+import { startDashboard } from './dashboard.js';
 import { describeMigrations, migrateAllSets } from '../migrations.js';
 import { formatDuration, type MonitorSnapshot, runMonitor } from '../monitor.js';
 import { createPipelineJob } from '../seeder.js';
@@ -146,6 +149,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     await app.listen({ host, port });
     say(`stage server with the listener on ${baseUrl} (storage ${o.storageDir}, log ${o.logFile})`);
     if (o.signal.aborted) return 130;
+    const board = await startDashboard({ databaseUrl: url, storageDir: o.storageDir, port: await freePort() });
+    closers.push({ name: 'dashboard', close: () => board.close() });
+    say(`dashboard: ${board.url} (live: open it to watch the job)`);
 
     // 4. One job.
     const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'feedly_demo' });
@@ -222,6 +228,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     if (o.keep && !o.signal.aborted) {
       o.out('');
       o.out(`--keep: stage server on ${baseUrl}, database ${redactUrl(url)}`);
+      o.out(`  dashboard: ${board.url}`);
       o.out(
         `  try: DATABASE_URL=${url} STAGE_API_URL=${baseUrl} STORAGE_DIR=${o.storageDir} node packages/test-tools/bin/feedly-pipeline.js status`,
       );
