@@ -350,7 +350,8 @@ export function resolveConfig(options: unknown): ResolvedConfig {
   }
   let env: EnvOptions;
   try {
-    env = optionsFromEnv((o.env as Env | undefined) ?? process.env);
+    // The environment is read in optionsFromEnv only (process.env when the env option is absent).
+    env = optionsFromEnv(o.env as Env | undefined);
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`@feedlyai/listener-plugin: ${err.message}`);
     throw err;
