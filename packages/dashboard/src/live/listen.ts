@@ -12,10 +12,10 @@
  * delay with jitter (capped exponential backoff), and `onReconnected` tells
  * the hub that events may have been missed.
  */
+import { DASHBOARD_APPLICATION_NAME, JOB_CHANNEL, VARIANT_CHANNEL } from '@feedlyai/pipeline-core';
 import pg from 'pg';
-import { JOB_CHANNEL, VARIANT_CHANNEL } from './notifications.js';
 
-export const DASHBOARD_APPLICATION_NAME = 'pipeline_dashboard';
+export { DASHBOARD_APPLICATION_NAME };
 
 /** The part of a checked-out pool client this needs. */
 export interface ListenClient {

@@ -3,11 +3,8 @@
  * pipeline-core's schemas (docs/state-machine.md, "Triggers and payloads");
  * one that does not parse is counted and skipped, never a crash.
  */
-import { parseJobNotification, parseVariantNotification } from '@feedlyai/pipeline-core';
+import { JOB_CHANNEL, parseJobNotification, parseVariantNotification, VARIANT_CHANNEL } from '@feedlyai/pipeline-core';
 import type { LiveEventData, LiveEventType } from './hub.js';
-
-export const VARIANT_CHANNEL = 'job_variant_state_changed';
-export const JOB_CHANNEL = 'job_state_changed';
 
 export type ParsedNotification =
   | { ok: true; type: LiveEventType; data: LiveEventData }
