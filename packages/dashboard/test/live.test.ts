@@ -215,6 +215,25 @@ t.test('a lost LISTEN connection: reconnected, and every stream told to reload',
   await waitFor(() => variantEvents(c).length === 2, { timeoutMs: 10_000, message: 'events flow again' });
 });
 
+t.test('a malformed notification is logged and skipped; the stream goes on', async (t) => {
+  const { app, logs } = await buildApp({ allowAnonymous: true, connectionString: db.url });
+  t.teardown(() => app.close());
+  const base = await listen(app);
+  const s = await seedJob(db.pool, { variants: 1 });
+  const c = await openSse(`${base}/events`);
+  t.teardown(() => c.close());
+  await db.pool.query(
+    `SELECT pg_notify('job_state_changed', '{not json'), pg_notify('job_variant_state_changed', '{"job_id":"x"}')`,
+  );
+  await move(s.variantIds[0] as string, 'planner');
+  await waitFor(() => variantEvents(c).length === 1, {
+    timeoutMs: 10_000,
+    message: 'the valid change after the bad ones',
+  });
+  t.equal(c.events.length, 1, 'nothing for the malformed payloads');
+  t.equal(logs.filter((l) => l.msg === 'dashboard: malformed notification skipped').length, 2, 'both logged');
+});
+
 t.test('heartbeats keep idle streams open (heartbeatMs shortened to test that timer)', async (t) => {
   const { app } = await buildApp({ allowAnonymous: true, connectionString: db.url, heartbeatMs: 50 });
   t.teardown(() => app.close());
