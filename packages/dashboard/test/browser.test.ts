@@ -315,7 +315,7 @@ t.test('a seeded job moves through the steps on the open page, each change ≤ 1
   t.ok(distinctSteps.size >= 5, `the row moved through the steps without a reload (${distinctSteps.size} steps shown)`);
   t.match(shown.at(-1), { step: 'instagram_feed_gen', status: 'done', badge: 'done' }, 'it ends done');
 
-  const lags: number[] = [];
+  const lags: Array<{ label: string; ms: number }> = [];
   const arrivals: number[] = [];
   for (const c of changes) {
     t.ok(Number.isFinite(c.notifiedAt), `${c.label}: the payload's updated_at is a time`);
@@ -324,16 +324,22 @@ t.test('a seeded job moves through the steps on the open page, each change ≤ 1
       t.fail(`${c.label}: never shown on the page`);
       continue;
     }
-    lags.push(Math.max(0, first.at - c.notifiedAt));
+    lags.push({ label: c.label, ms: Math.max(0, first.at - c.notifiedAt) });
     arrivals.push(c.arrivedAt - c.notifiedAt);
   }
-  const worst = Math.max(...lags);
-  const sorted = [...lags].sort((a, b) => a - b);
+  const sorted = [...lags].sort((a, b) => a.ms - b.ms);
+  const worst = sorted.at(-1) ?? { label: 'none', ms: 0 };
+  const median = (xs: number[]) => xs[Math.floor(xs.length / 2)];
   t.comment(
-    `NOTIFY → DOM over ${lags.length} changes: median ${sorted[Math.floor(sorted.length / 2)]} ms, worst ${worst} ms ` +
-      `(NOTIFY → event in the page: median ${[...arrivals].sort((a, b) => a - b)[Math.floor(arrivals.length / 2)]} ms)`,
+    `NOTIFY → DOM over ${lags.length} changes: median ${median(sorted.map((l) => l.ms))} ms, slowest ` +
+      sorted
+        .slice(-3)
+        .reverse()
+        .map((l) => `${l.ms} ms (${l.label})`)
+        .join(', ') +
+      `; NOTIFY → event in the page: median ${median([...arrivals].sort((a, b) => a - b))} ms`,
   );
-  t.ok(worst <= LIVE_BOUND_MS, `every change showed ≤ ${LIVE_BOUND_MS} ms after its NOTIFY (worst ${worst} ms)`);
+  t.ok(worst.ms <= LIVE_BOUND_MS, `every change showed ≤ ${LIVE_BOUND_MS} ms after its NOTIFY (worst ${worst.ms} ms)`);
 });
 
 t.test('a failed job: its page says why; a Retry without the CSRF cookie is refused and shown', async (t) => {
@@ -472,6 +478,11 @@ t.test('the open job page follows the retried job to done: its creatives and its
   await finished(failJob);
   await until(jobPage, `document.querySelector('.job-head .badge')?.textContent.trim() === 'done'`);
   t.equal(await inPage(jobPage, 'window.__probe.marker'), 'no reload', 'done shown without a reload');
+  t.match(
+    await jobPage.textContent('#action-result'),
+    /Retried: 3 steps queued again/,
+    "Retry's answer stayed on the page while the live updates redrew the job",
+  );
 
   // All of it as the live updates redrew it: creatives, scores, copy, timeline.
   await settle(jobPage);
