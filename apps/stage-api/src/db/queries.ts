@@ -1,19 +1,11 @@
 /**
- * Reads of the job's context and the previous stages' results. Every query
- * is parameterised; results are the newest row per subject.
+ * Reads of the job's context and of the previous stages' results that more
+ * than one stage or route needs (a read only one stage needs sits in that
+ * stage's file, stages/*.ts). Every query is parameterised; results are the
+ * newest row per subject.
  */
 import { INPUT_CAPS, type Queryable } from '@feedlyai/pipeline-core';
-import type {
-  CreativeLayout,
-  Detection,
-  ImageAnalysis,
-  IouResult,
-  Judgement,
-  OcrLineResult,
-  PlacementProposal,
-  ReadabilityResult,
-  TextTreatment,
-} from '../vision/types.js';
+import type { CreativeLayout, Detection, TextTreatment } from '../vision/types.js';
 
 export interface JobRow {
   job_id: string;
@@ -204,34 +196,6 @@ export async function insertAsset(
   return (r.rows[0] as { image_asset_id: string }).image_asset_id;
 }
 
-export async function latestAnalysis(
-  db: Queryable,
-  variantId: string,
-): Promise<(ImageAnalysis & { method: string }) | null> {
-  const r = await db.query<{
-    usable: boolean;
-    description: string;
-    dominant_colors: string[];
-    problems: string[];
-    metrics: Record<string, number> | null;
-    method: string;
-  }>(
-    `SELECT usable, description, dominant_colors, problems, metrics, method FROM stage_vlm_analyses
-      WHERE job_variants_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1`,
-    [variantId],
-  );
-  const row = r.rows[0];
-  if (!row) return null;
-  return {
-    usable: row.usable,
-    description: row.description,
-    dominantColors: row.dominant_colors,
-    problems: row.problems,
-    ...(row.metrics ? { metrics: row.metrics } : {}),
-    method: row.method,
-  };
-}
-
 export async function latestDetections(
   db: Queryable,
   variantId: string,
@@ -242,35 +206,6 @@ export async function latestDetections(
     [variantId],
   );
   return r.rows[0] ?? null;
-}
-
-export async function chosenProposal(db: Queryable, variantId: string): Promise<PlacementProposal | null> {
-  const r = await db.query<{
-    rank: number;
-    region: PlacementProposal['region'];
-    lines: PlacementProposal['lines'];
-    score: number;
-    components: Record<string, number>;
-    rejected_reason: string | null;
-    proposal: PlacementProposal | null;
-  }>(
-    `SELECT rank, region, lines, score, components, rejected_reason, proposal FROM stage_planner_proposals
-      WHERE job_variants_id = $1 AND chosen
-      ORDER BY created_at DESC, id DESC LIMIT 1`,
-    [variantId],
-  );
-  const row = r.rows[0];
-  if (!row) return null;
-  // The stored proposal is the planner's own object (anchor, canvas extension, ...).
-  if (row.proposal && Array.isArray(row.proposal.lines)) return row.proposal;
-  return {
-    rank: row.rank,
-    region: row.region,
-    lines: row.lines,
-    score: row.score,
-    components: row.components,
-    rejected: row.rejected_reason,
-  };
 }
 
 export interface OverlayRow {
@@ -323,57 +258,4 @@ export async function ensureAdCopy(
   const row = await getAdCopy(db, jobId);
   if (!row) throw new Error(`job_ad_copies row for job ${jobId} vanished`);
   return row;
-}
-
-/** Everything the feed step scores, per variant (newest rows). */
-export interface VariantEvals {
-  job_variants_id: string;
-  creation_order: number;
-  overlay: OverlayRow | null;
-  judge: (Judgement & { method: string }) | null;
-  ocr: OcrLineResult[];
-  readability: ReadabilityResult | null;
-  iou: IouResult | null;
-}
-
-export async function variantEvals(db: Queryable, v: VariantRow): Promise<VariantEvals> {
-  const id = v.job_variants_id;
-  const overlay = await latestOverlay(db, id);
-  const judge = await db.query<{ score: number; problems: string[]; rationale: string; method: string }>(
-    `SELECT score, problems, rationale, method FROM stage_vlm_judgements
-      WHERE job_variants_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1`,
-    [id],
-  );
-  // OCR rows of the newest run only.
-  const ocr = await db.query<OcrLineResult>(
-    `SELECT role, lang, expected, read, cer, confidence FROM stage_ocr_evals
-      WHERE job_variants_id = $1
-        AND created_at = (SELECT max(created_at) FROM stage_ocr_evals WHERE job_variants_id = $1)
-      ORDER BY id`,
-    [id],
-  );
-  const read = await db.query<{
-    lines: ReadabilityResult['lines'];
-    thresholds: ReadabilityResult['thresholds'];
-    pass: boolean;
-  }>(
-    `SELECT lines, thresholds, pass FROM stage_readability_evals
-      WHERE job_variants_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1`,
-    [id],
-  );
-  const iou = await db.query<{ pairs: IouResult['pairs']; max_iou: number; max_io_text: number }>(
-    `SELECT pairs, max_iou, max_io_text FROM stage_iou_evals
-      WHERE job_variants_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1`,
-    [id],
-  );
-  const i = iou.rows[0];
-  return {
-    job_variants_id: id,
-    creation_order: v.creation_order,
-    overlay,
-    judge: judge.rows[0] ?? null,
-    ocr: ocr.rows,
-    readability: read.rows[0] ?? null,
-    iou: i ? { pairs: i.pairs, maxIou: i.max_iou, maxIoText: i.max_io_text } : null,
-  };
 }
