@@ -3,7 +3,7 @@ import type { Queryable } from '../db.js';
 import { NO_FLUSH_WAIT } from './types.js';
 
 /**
- * How an attempt's dispatch ended (docs/healing.md, "the run log"): succeeded,
+ * How an attempt's dispatch ended (docs/state-machine.md, "The run log"): succeeded,
  * failed (the stage recorded the failure), rejected (400/422), conflict (409,
  * or the row moved on), dropped (the job is gone), error (the answer was lost
  * while the stage ran it), timeout (no answer by the deadline: rescued),

@@ -61,7 +61,7 @@ export const NO_FLUSH_WAIT = /* sql */ `set_config('synchronous_commit', 'off', 
 /**
  * The SQL that logs a claim in pipeline_step_runs from a `claimed` CTE (which
  * returns job_id, tenant_id, job_variants_id, attempt, attempt_base), in the
- * same statement: one run row per attempt (docs/healing.md, "the run log").
+ * same statement: one run row per attempt (docs/state-machine.md, "The run log").
  */
 export const LOG_CLAIM = /* sql */ `
 , run AS (
