@@ -50,6 +50,7 @@ t.test('/readyz: ready with a migrated database and no model server configured',
     checks: {
       database: { ok: true },
       migrations: { ok: true },
+      stage_migrations: { ok: true, current: 2, expected: 2 },
       warmup: { ok: true, state: 'off' },
       vlm: { configured: false, ok: true },
       llm: { configured: false, ok: true },
@@ -120,6 +121,6 @@ t.test('an unreachable database is not ready', async (t) => {
   const app = await testApp(t, { pool } as never, await tempStorage(t));
   const r = await app.inject({ method: 'GET', url: '/readyz' });
   t.equal(r.statusCode, 503);
-  t.match(r.json(), { status: 'not_ready', failing: ['database', 'migrations'] });
+  t.match(r.json(), { status: 'not_ready', failing: ['database', 'migrations', 'stage_migrations'] });
   t.equal((await app.inject({ method: 'GET', url: '/livez' })).statusCode, 200, 'still live');
 });

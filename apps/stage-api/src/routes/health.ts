@@ -16,9 +16,12 @@
  */
 import { access, constants } from 'node:fs/promises';
 import { LATEST_MIGRATION } from '@feedlyai/pipeline-core';
+import { STAGE_MIGRATION_SET } from '../migrations/index.js';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ChatClient } from '../clients/chat.js';
 import type { StageContext } from '../stages/runner.js';
+
+const STAGE_LATEST = Math.max(...STAGE_MIGRATION_SET.migrations.map((m) => m.id));
 
 function origin(url: string): string {
   try {
@@ -104,16 +107,29 @@ export const healthRoutes: FastifyPluginAsync<{ ctx: StageContext; listenerStatu
         )
       : null;
   const databaseState = async (): Promise<
-    { ok: true; latency_ms: number; migration: number; migration_expected: number } | { ok: false; error: string }
+    | {
+        ok: true;
+        latency_ms: number;
+        migration: number;
+        migration_expected: number;
+        stage_migration: number;
+        stage_migration_expected: number;
+      }
+    | { ok: false; error: string }
   > => {
     const t0 = performance.now();
     try {
-      const r = await ctx.pool.query<{ id: number | null }>('SELECT max(id) AS id FROM feedly_migrations');
+      const r = await ctx.pool.query<{ id: number | null; stage: number | null }>(
+        `SELECT (SELECT max(id) FROM feedly_migrations) AS id,
+                (SELECT max(id) FROM ${STAGE_MIGRATION_SET.trackingTable}) AS stage`,
+      );
       return {
         ok: true,
         latency_ms: Math.round(performance.now() - t0),
         migration: r.rows[0]?.id ?? 0,
         migration_expected: LATEST_MIGRATION,
+        stage_migration: r.rows[0]?.stage ?? 0,
+        stage_migration_expected: STAGE_LATEST,
       };
     } catch (err) {
       return { ok: false, error: (err as Error).message };
@@ -134,6 +150,14 @@ export const healthRoutes: FastifyPluginAsync<{ ctx: StageContext; listenerStatu
             ok: database.migration >= database.migration_expected,
             current: database.migration,
             expected: database.migration_expected,
+          }
+        : { ok: false, detail: 'database unreachable' },
+      // The stage server's own set (docs/migrations.md), applied at boot after the engine's.
+      stage_migrations: database.ok
+        ? {
+            ok: database.stage_migration >= database.stage_migration_expected,
+            current: database.stage_migration,
+            expected: database.stage_migration_expected,
           }
         : { ok: false, detail: 'database unreachable' },
       // Not enabled: nothing to wait for. Finished with a failed part: that part loads on first use.
