@@ -5,7 +5,9 @@
  * one definition.
  *
  * `jobs.current_step` stays `img_gen` through the whole variant phase, so:
- * - a job is at **variant step** S when any of its variants is at S;
+ * - a job is at **variant step** S when any of its variants is at S, as long as
+ *   it is not done (a done job is past every step, even when fan-in policy
+ *   `any` left a given-up variant behind);
  * - a job is at **job step** S when `jobs.current_step = S`;
  * - its **progress** is its least advanced variant's step (in the job-level
  *   phase, the job's own step);
@@ -108,7 +110,7 @@ export function stepsPassed(progress: RowState): number {
   return progressSegments(progress).filter((s) => s.state === 'done').length;
 }
 
-/** The step filter's meaning for a step (variant-level steps: any variant there; job-level: the job's row). */
+/** The step filter's meaning for a step (variant-level: a variant there, the job not done; job-level: the job's row). */
 export function stepFilterKind(step: Step): 'variant' | 'job' {
   return isJobLevel(step) ? 'job' : 'variant';
 }

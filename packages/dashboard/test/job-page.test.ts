@@ -238,7 +238,7 @@ t.test('actions shown for the status: Retry when failed, Cancel when running', a
 t.test('the help page defines status, job step, variant step and progress', async (t) => {
   const res = await app.inject({ url: '/pipeline/help' });
   t.equal(res.statusCode, 200);
-  t.match(res.body, /A job is at <b>variant step<\/b> S when any of its variants is at S/);
+  t.match(res.body, /A job that is not done is at <b>variant step<\/b> S when any of its variants is at S/);
   t.match(res.body, /it is at <b>job step<\/b> S when <code>jobs.current_step<\/code> is S/);
   t.match(res.body, /The least advanced variant's step/);
   t.match(res.body, /<b>failed<\/b>: failed for good/);

@@ -115,19 +115,31 @@ t.test('filters select by their definitions', async (t) => {
     jobStatus: 'failed',
   });
   await job('other_tenant', day(1), [['planner', 'queued']]);
+  // Fan-in policy any: done, with a variant given up at planner behind.
+  const doneAny = await job(
+    tenant,
+    '2026-01-15T00:00:00Z',
+    [
+      ['iou_eval', 'done'],
+      ['planner', 'failed'],
+    ],
+    { jobStep: 'instagram_feed_gen', jobStatus: 'done' },
+  );
 
   const ids = async (query: Record<string, string>) => (await api({ tenant, ...query })).jobs.map((j) => j.job_id);
-  t.same(await ids({}), [retrying, done, jobPhase, failed, running], 'the tenant, newest first');
+  t.same(await ids({}), [retrying, done, jobPhase, failed, running, doneAny], 'the tenant, newest first');
   t.same(await ids({ status: 'running' }), [retrying, jobPhase, running], 'running: neither done nor failed for good');
-  t.same(await ids({ status: 'done' }), [done]);
+  t.same(await ids({ status: 'done' }), [done, doneAny]);
   t.same(await ids({ status: 'failed' }), [failed], 'failed: failed for good');
-  t.same(await ids({ step: 'planner' }), [running], 'a variant step: any variant there');
+  t.same(await ids({ step: 'planner' }), [running], 'a variant step: any variant there, the job not done');
+  t.same(await ids({ step: 'planner', status: 'done' }), [], 'a done job is past every step');
   t.same(await ids({ step: 'ocr_eval' }), [running]);
   t.same(await ids({ step: 'overlay' }), [failed]);
-  t.same(await ids({ step: 'iou_eval' }), [retrying, done, jobPhase], 'iou_eval, finished variants included');
+  t.same(await ids({ step: 'iou_eval' }), [retrying, done, jobPhase, doneAny], 'iou_eval, finished variants included');
   t.same(await ids({ step: 'ad_copy_gen_kor' }), [jobPhase], 'a job step: the job row');
-  t.same(await ids({ step: 'instagram_feed_gen' }), [retrying, done]);
+  t.same(await ids({ step: 'instagram_feed_gen' }), [retrying, done, doneAny]);
   t.same(await ids({ from: day(2), to: day(4) }), [jobPhase, failed], 'from inclusive, to exclusive');
+  t.same(await ids({ step: 'overlay', status: 'failed' }), [failed], 'a variant step and a status');
   t.same(
     await ids({ from: '2026-02-03T21:00', tz: '+09:00' }),
     [retrying, done, jobPhase],

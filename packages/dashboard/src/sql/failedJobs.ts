@@ -17,8 +17,7 @@ export interface FailedSelection {
 export async function selectFailedJobs(db: Queryable, f: JobFilters, limit: number): Promise<FailedSelection> {
   if (f.status !== null && f.status !== 'failed') return { jobIds: [], more: false };
   const params: unknown[] = [];
-  const where = filterClauses({ ...f, status: 'failed' }, params);
-  where.push(`j.failure_reason <> 'cancelled'`);
+  const where = filterClauses({ ...f, status: 'failed' }, params).concat(`j.failure_reason <> 'cancelled'`);
   params.push(limit + 1);
   const { rows } = await db.query<{ job_id: string }>(
     `SELECT j.job_id::text AS job_id FROM jobs j WHERE ${where.join(' AND ')}

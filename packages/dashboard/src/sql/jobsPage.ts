@@ -55,33 +55,48 @@ function param(params: Params, value: unknown): string {
   return `$${params.length}`;
 }
 
-/** The WHERE clauses of the filters, over `jobs j` (fixed text; values go to `params`). */
+/**
+ * Running or failed for good: the complement of done, written as the predicate of the
+ * jobs_unfinished_* indexes of migration 0007 so that the planner can use them.
+ */
+const UNFINISHED_SQL = `(j.failure_reason IS NOT NULL OR NOT (j.current_step = 'instagram_feed_gen' AND j.status = 'done'))`;
+
+/**
+ * The filters as WHERE clauses over `jobs j` (fixed text; the values go to
+ * `params`). A variant step before iou_eval matches the unfinished jobs
+ * (running, or failed for good) with a variant there: a done job is past
+ * every step, even when fan-in policy `any` left a given-up variant behind
+ * (docs/dashboard.md). They are walked in page order through the
+ * jobs_unfinished_* indexes of migration 0007 (a few percent of the table),
+ * each checked through jobs_variants_active_step_idx.
+ */
 export function filterClauses(f: JobFilters, params: Params): string[] {
   const where: string[] = [];
   if (f.tenant !== null) where.push(`j.tenant_id = ${param(params, f.tenant)}`);
-  if (f.status !== null) where.push(JOB_STATUS_SQL[f.status]);
-  if (f.step !== null) {
-    if (stepFilterKind(f.step) === 'job') {
-      where.push(`j.current_step = ${param(params, f.step)}`);
-    } else if (f.step === 'iou_eval') {
-      // Finished variants are at ('iou_eval','done'): most jobs match, found walking jobs_created_idx.
-      where.push(`EXISTS (SELECT 1 FROM jobs_variants v WHERE v.job_id = j.job_id AND v.current_step = 'iou_eval')`);
-    } else {
-      // The predicate of jobs_variants_active_step_idx, written out so that the planner can use it.
-      where.push(
-        `EXISTS (SELECT 1 FROM jobs_variants v WHERE v.job_id = j.job_id AND v.current_step = ${param(params, f.step)}
-                   AND NOT (v.current_step = 'iou_eval' AND v.status = 'done'))`,
-      );
-    }
-  }
   if (f.from !== null) where.push(`j.created_at >= ${param(params, f.from)}`);
   if (f.to !== null) where.push(`j.created_at < ${param(params, f.to)}`);
+  if (f.status !== null) where.push(JOB_STATUS_SQL[f.status]);
+  if (f.step === null) return where;
+  if (stepFilterKind(f.step) === 'job') {
+    where.push(`j.current_step = ${param(params, f.step)}`);
+  } else if (f.step === 'iou_eval') {
+    // Finished variants are at ('iou_eval','done'): most jobs match, found walking jobs_created_idx.
+    where.push(`EXISTS (SELECT 1 FROM jobs_variants v WHERE v.job_id = j.job_id AND v.current_step = 'iou_eval')`);
+  } else {
+    if (f.status === null) where.push(UNFINISHED_SQL);
+    // The predicate of jobs_variants_active_step_idx, written out so that the planner can use it.
+    where.push(
+      `EXISTS (SELECT 1 FROM jobs_variants v WHERE v.job_id = j.job_id AND v.current_step = ${param(params, f.step)}
+                 AND NOT (v.current_step = 'iou_eval' AND v.status = 'done'))`,
+    );
+    if (f.status === 'done') where.push('false');
+  }
   return where;
 }
 
 /**
  * The inner keyset SELECT of a page: the ids and sort keys of at most
- * `limit + 1` jobs. Exported for the query-plan test.
+ * `limit + 1` jobs, newest first. Exported for the query-plan test.
  */
 export function pageIdsSql(q: JobsQuery, params: Params): string {
   const where = filterClauses(q, params);
@@ -174,9 +189,38 @@ function toRow(r: DetailRow): JobListRow {
   };
 }
 
-export async function listJobs(db: Queryable, q: JobsQuery, stage = true): Promise<JobsPage> {
+/** What listJobs needs of a pool: a client for its transaction (pg.Pool). */
+export interface PagePool {
+  connect(): Promise<{
+    query: Queryable['query'];
+    release(destroy?: boolean | Error): void;
+  }>;
+}
+
+/**
+ * Reads one page. In a transaction of its own with parallel query off: a page
+ * stops after `limit + 1` rows of an index walk, and starting parallel workers
+ * for it costs more than the walk (10 to 100 ms on a busy machine, against
+ * well under a millisecond); and a statement timeout, so that no page can hold
+ * a connection for long.
+ */
+export async function listJobs(pool: PagePool, q: JobsQuery, stage = true): Promise<JobsPage> {
   const params: Params = [];
-  const { rows } = await db.query<DetailRow>(detailsSql(pageIdsSql(q, params), stage), params);
+  const sql = detailsSql(pageIdsSql(q, params), stage);
+  const client = await pool.connect();
+  let rows: DetailRow[];
+  try {
+    await client.query('BEGIN READ ONLY');
+    await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
+    await client.query(`SET LOCAL statement_timeout = '10s'`);
+    rows = (await client.query<DetailRow>(sql, params)).rows;
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    client.release(true);
+    throw err;
+  }
+  client.release();
   const page = rows.slice(0, q.limit).map(toRow);
   const last = page[page.length - 1];
   return { rows: page, next: rows.length > q.limit && last ? last.cursor : null };

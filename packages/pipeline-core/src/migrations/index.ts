@@ -4,6 +4,7 @@ import * as m0003 from './0003_dispatch_requests.js';
 import * as m0004 from './0004_healing.js';
 import * as m0005 from './0005_stage_run_timings.js';
 import * as m0006 from './0006_dashboard_pages.js';
+import * as m0007 from './0007_dashboard_variant_steps.js';
 
 export interface Migration {
   /** Sequential number, starting at 1. Never renumber a released migration. */
@@ -26,4 +27,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 4, name: m0004.name, sql: m0004.sql },
   { id: 5, name: m0005.name, sql: m0005.sql },
   { id: 6, name: m0006.name, sql: m0006.sql },
+  { id: 7, name: m0007.name, sql: m0007.sql },
 ];
