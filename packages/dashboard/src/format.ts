@@ -50,5 +50,5 @@ export function num(v: number | null | undefined, digits = 2): string {
 
 /** A share 0..1 as a percentage. */
 export function pct(v: number | null | undefined, digits = 0): string {
-  return v === null || v === undefined || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(digits)} %`;
+  return v === null || v === undefined || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(digits)}\u00a0%`;
 }

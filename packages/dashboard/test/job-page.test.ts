@@ -173,7 +173,7 @@ t.test('the job page: photo, creatives side by side, the breakdown, the copy, th
   );
   t.match(html, /<td lang="ko">오늘의 한 잔<\/td><td lang="ko">오늘의 한잔<\/td>/, 'Korean OCR lines');
   t.match(html, /<dd class="bad">3.9:1 worst line · fail<\/dd>/, 'contrast');
-  t.match(html, /<dd class="bad">IoU 0.08 · text over object 3 %<\/dd>/, 'overlap');
+  t.match(html, /<dd class="bad">IoU 0.08 · text over object 3\u00a0%<\/dd>/, 'overlap');
   t.match(html, /2 planner proposals, chosen #1/, "the planner's proposals");
   t.match(html, /<td>covers the product<\/td>/);
   t.match(
