@@ -191,6 +191,7 @@ t.test('rows: Korean text, escaped reasons, progress bar, age, the chosen creati
     variantStep: 'iou_eval',
     variantStatus: 'done',
     imageUrl: 'uploads/in.png',
+    productName: '핸드드립 <커피>',
   });
   const asset = await q(
     `INSERT INTO image_assets (image_type, image_url, tenant_id) VALUES ('overlay', 'overlay/x.png', $1) RETURNING image_asset_id::text AS id`,
@@ -219,6 +220,20 @@ t.test('rows: Korean text, escaped reasons, progress bar, age, the chosen creati
   const res = await app.inject({ url: `/pipeline/?tenant=${encodeURIComponent(tenant)}` });
   t.equal(res.statusCode, 200);
   t.match(res.body, /<div class="tenant" title="tenant">한국_테넌트<\/div>/, 'Korean text as is');
+  t.match(
+    res.body,
+    new RegExp(`<a class="product" href="/pipeline/jobs/${withCreative.jobId}" lang="ko">핸드드립 &lt;커피&gt;</a>`),
+    'the product name, escaped, links to the job',
+  );
+  t.match(
+    res.body,
+    new RegExp(`<a href="/pipeline/jobs/${failing.jobId}"><code>${failing.jobId.slice(0, 8)}</code></a>`),
+    'without a product name, the short id alone',
+  );
+  const api = await app.inject({ url: `/pipeline/api/jobs?tenant=${encodeURIComponent(tenant)}` });
+  const apiJobs = api.json().jobs as Array<{ job_id: string; product_name: string | null }>;
+  t.equal(apiJobs.find((j) => j.job_id === withCreative.jobId)?.product_name, '핸드드립 <커피>', 'in the JSON too');
+  t.equal(apiJobs.find((j) => j.job_id === failing.jobId)?.product_name, null);
   t.match(res.body, new RegExp(`src="/pipeline/images/${creative}/thumb"`), 'the chosen creative as a thumbnail');
   t.match(
     res.body,

@@ -50,6 +50,7 @@ function rowModel(r: JobListRow) {
   return {
     id: r.jobId,
     tenant: r.tenantId,
+    product: r.productName,
     status: r.jobStatus,
     failureReason: r.failureReason,
     lastError: r.lastError,
@@ -169,6 +170,7 @@ export const pageRoutes: FastifyPluginAsync<{ ctx: DashboardContext }> = async (
         chosen_variant_id: r.chosenVariantId,
         chosen_asset_id: r.chosenAssetId,
         input_asset_id: r.inputAssetId,
+        product_name: r.productName,
       })),
       next_cursor: result.next ? formatCursor(result.next) : null,
     };

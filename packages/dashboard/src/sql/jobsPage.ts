@@ -4,7 +4,8 @@
  * fixed SQL fragments with the values as parameters; each one walks an index
  * of migration 0006 in page order, so the inner SELECT stops after
  * `limit + 1` rows whatever the table's size. The row details (variants,
- * chosen creative, input photo) are looked up for that page only.
+ * chosen creative, input photo and product name) are looked up for that page
+ * only, each through an index on the page's job ids.
  */
 import type { Queryable } from '@feedlyai/pipeline-core';
 import type { Cursor, JobFilters, JobsQuery } from '../filters.js';
@@ -38,6 +39,8 @@ export interface JobListRow {
   chosenAssetId: string | null;
   /** The input photo. */
   inputAssetId: string | null;
+  /** The product's name as the job was created with it (job_inputs.product_name), what the job page shows as "Product". */
+  productName: string | null;
   /** This row as a cursor: the next page starts after it. */
   cursor: Cursor;
 }
@@ -133,7 +136,8 @@ function detailsSql(ids: string, stage: boolean): string {
          coalesce(v.variants, '[]'::json) AS variants,
          f.chosen_variant_id::text AS chosen_variant_id,
          o.image_asset_id::text AS chosen_asset_id,
-         i.img_asset_id::text AS input_asset_id
+         i.img_asset_id::text AS input_asset_id,
+         i.product_name
     FROM (${ids}) p
     JOIN jobs j ON j.job_id = p.job_id
     LEFT JOIN LATERAL (
@@ -143,7 +147,7 @@ function detailsSql(ids: string, stage: boolean): string {
     ) v ON true
     ${chosen}
     LEFT JOIN LATERAL (
-      SELECT i.img_asset_id FROM job_inputs i WHERE i.job_id = j.job_id ORDER BY i.created_at DESC LIMIT 1
+      SELECT i.img_asset_id, i.product_name FROM job_inputs i WHERE i.job_id = j.job_id ORDER BY i.created_at DESC LIMIT 1
     ) i ON true
    ORDER BY j.created_at DESC, j.job_id DESC`;
 }
@@ -164,6 +168,7 @@ interface DetailRow {
   chosen_variant_id: string | null;
   chosen_asset_id: string | null;
   input_asset_id: string | null;
+  product_name: string | null;
 }
 
 function toRow(r: DetailRow): JobListRow {
@@ -185,6 +190,7 @@ function toRow(r: DetailRow): JobListRow {
     chosenVariantId: r.chosen_variant_id,
     chosenAssetId: r.chosen_asset_id,
     inputAssetId: r.input_asset_id,
+    productName: r.product_name,
     cursor: { createdAt: r.cursor_at, jobId: r.job_id },
   };
 }
