@@ -1,37 +1,19 @@
 // @feedlyai/dashboard: the few lines of script the pages need (docs/dashboard.md, "Live updates").
 // Live updates over Server-Sent Events redraw the rows or the job they concern through htmx;
-// a `reset` reloads the list. Times are shown in the browser's time zone. The throughput chart is uPlot.
+// a `reset` reloads the list. Every time on the pages is UTC, 24-hour, the chart's too (docs/dashboard.md,
+// "Times"). The throughput chart is uPlot.
 (() => {
   const body = document.body;
   const base = body.dataset.base || '';
   const page = body.dataset.page;
 
-  // The browser's UTC offset for the filter form's datetime fields (which carry none).
-  const offsetMinutes = -new Date().getTimezoneOffset();
-  const pad = (n) => String(Math.abs(n)).padStart(2, '0');
-  const tz = `${offsetMinutes >= 0 ? '+' : '-'}${pad(Math.trunc(offsetMinutes / 60))}:${pad(offsetMinutes % 60)}`;
-  for (const input of document.querySelectorAll('input[data-tz]')) input.value = tz;
-  // A datetime field given an ISO time with a zone (a link's filters): shown in local time.
+  // A datetime field given an ISO time with a zone (a link's filters): shown in UTC, as the page's times are.
   for (const input of document.querySelectorAll('input[type="datetime-local"][data-value]')) {
     const v = input.dataset.value;
     if (!v || !/(Z|[+-]\d\d:\d\d)$/.test(v)) continue;
     const d = new Date(v);
-    if (Number.isNaN(d.getTime())) continue;
-    const local = new Date(d.getTime() - d.getTimezoneOffset() * 60000);
-    input.value = local.toISOString().slice(0, 16);
+    if (!Number.isNaN(d.getTime())) input.value = d.toISOString().slice(0, 16);
   }
-
-  // Absolute times in the browser's zone (the server writes UTC).
-  const localTimes = (root) => {
-    for (const t of root.querySelectorAll('time[datetime]')) {
-      const d = new Date(t.getAttribute('datetime'));
-      if (Number.isNaN(d.getTime())) continue;
-      if (!t.title) t.title = d.toLocaleString();
-      else if (t.title.startsWith('created ')) t.title = `created ${d.toLocaleString()}`;
-    }
-  };
-  localTimes(document);
-  document.addEventListener('htmx:afterSettle', (e) => localTimes(e.target));
 
   // ---- live updates
   const liveEl = document.getElementById('live');
@@ -146,7 +128,12 @@
           legend: { show: false },
           cursor: { y: false },
           scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(4, max)] } },
-          axes: [{ size: 28 }, { size: 36 }],
+          // UTC, 24-hour, as the server writes times: ticks on UTC minutes, labelled HH:MM.
+          tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+          axes: [
+            { size: 28, values: (_u, splits) => splits.map((s) => new Date(s * 1e3).toISOString().slice(11, 16)) },
+            { size: 36 },
+          ],
           series: [
             {},
             { label: 'steps', stroke: css.getPropertyValue('--done').trim() || '#16a34a', width: 2, fill: '#16a34a14' },

@@ -197,6 +197,22 @@ t.test('the job page: photo, creatives side by side, the breakdown, the copy, th
   t.match(timeline, /<td>job<\/td>/, 'job-level steps too');
   t.match(timeline, /<td class="num">1.5 s<\/td>/, 'how long it took');
   t.match(timeline, /class="tbar" style="margin-left: \d+(\.\d+)?%; width: \d+(\.\d+)?%"/, 'a bar on the time axis');
+  // Times: UTC, 24-hour, each with its ISO value (docs/dashboard.md, "Times").
+  const created = (await q('SELECT created_at FROM jobs WHERE job_id = $1', [job.jobId])).rows[0].created_at as Date;
+  const finished = new Date(created.getTime() + 31_500);
+  t.match(
+    timeline,
+    new RegExp(`<time datetime="${finished.toISOString()}">${finished.toISOString().slice(11, 19)}</time>`),
+    'a run finished, in UTC with its ISO time',
+  );
+  t.match(
+    html,
+    new RegExp(
+      `<time datetime="${created.toISOString()}">${created.toISOString().slice(0, 10)} ${created.toISOString().slice(11, 19)} UTC</time>`,
+    ),
+    'created, in UTC',
+  );
+  t.match(html, /<span>times in UTC, 24-hour<\/span>/, 'the page says which time zone');
   t.notMatch(html, /<form method="post" action="[^"]+\/(retry|cancel)"/, 'a done job has no action');
 });
 

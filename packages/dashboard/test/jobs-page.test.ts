@@ -243,7 +243,10 @@ t.test('rows: Korean text, escaped reasons, progress bar, age, the chosen creati
   t.notMatch(res.body, /<img src=x onerror/, 'a failure reason is escaped');
   t.match(res.body, /planner failed: &lt;img src=x onerror=alert\(1\)&gt; 텍스트/);
   t.match(res.body, /aria-label="10 of 10 steps passed"/, 'a done job passed every step');
-  t.match(res.body, /<time datetime="[^"]+" title="created [^"]+">(just now|\d+ s)<\/time>/, 'the age');
+  t.match(res.body, /<time datetime="[^"]+" title="created [^"]+ UTC">(just now|\d+ s)<\/time>/, 'the age');
+  t.match(res.body, /<span>times in UTC, 24-hour<\/span>/, 'the page says which time zone');
+  t.match(res.body, /Created from <small>\(UTC\)<\/small>/, 'the filter fields too');
+  t.notMatch(res.body, /name="tz"/, 'no browser offset: the fields are read in UTC');
 
   const row = await app.inject({ url: `/pipeline/jobs/${failing.jobId}/row` });
   t.equal(row.statusCode, 200);
