@@ -43,7 +43,7 @@ for (const [i, v] of [v1, v2, v3].entries()) {
   creatives[v] = await asset(`overlay/v${i + 1}.png`);
   await q(
     `INSERT INTO stage_overlays (job_id, job_variants_id, attempt, method, headline, tagline, texts, treatment, layout, proposal_rank, image_key, image_asset_id, width, height)
-     VALUES ($1, $2, 1, 'canvas', 'Slow mornings', '오늘의 한 잔', '{}', '{}', '{"lines":[]}', 1, $3, $4, 600, 400)`,
+     VALUES ($1, $2, 1, 'canvas', 'Slow mornings', '오늘의 한 잔', '{}', '{}', '{"lines":[]}', 0, $3, $4, 600, 400)`,
     [job.jobId, v, `overlay/v${i + 1}.png`, creatives[v]],
   );
   await q(
@@ -67,13 +67,23 @@ for (const [i, v] of [v1, v2, v3].entries()) {
      VALUES ($1, $2, 1, 'heuristic', $3, $4, 'clean layout')`,
     [job.jobId, v, [8, 9, 7][i], i === 1 ? '["text touches the cup"]' : '[]'],
   );
-  // One run's proposals share created_at (one transaction at the stage): one statement here.
-  await q(
-    `INSERT INTO stage_planner_proposals (job_id, job_variants_id, attempt, method, rank, region, score, components, rejected_reason, chosen)
-     VALUES ($1, $2, 1, 'saliency', 1, '{"x":10,"y":20,"w":300,"h":80}', 1, '{}', NULL, true),
-            ($1, $2, 1, 'saliency', 2, '{"x":10,"y":300,"w":300,"h":80}', 0.5, '{}', 'covers the product', false)`,
-    [job.jobId, v],
-  );
+  // One run's proposals share created_at (one transaction at the stage): one statement here. Ranks
+  // start at 0, as the stage writes them. The third variant has 12, its chosen one ranked 9th.
+  if (i < 2) {
+    await q(
+      `INSERT INTO stage_planner_proposals (job_id, job_variants_id, attempt, method, rank, region, score, components, rejected_reason, chosen)
+       VALUES ($1, $2, 1, 'saliency', 0, '{"x":10,"y":20,"w":300,"h":80}', 1, '{}', NULL, true),
+              ($1, $2, 1, 'saliency', 1, '{"x":10,"y":300,"w":300,"h":80}', 0.5, '{}', 'covers the product', false)`,
+      [job.jobId, v],
+    );
+  } else {
+    await q(
+      `INSERT INTO stage_planner_proposals (job_id, job_variants_id, attempt, method, rank, region, score, components, rejected_reason, chosen)
+       SELECT $1, $2, 1, 'saliency', g, '{"x":10,"y":20,"w":300,"h":80}', 1 - g / 100.0, '{}', NULL, g = 8
+         FROM generate_series(0, 11) g`,
+      [job.jobId, v],
+    );
+  }
 }
 const scores = [
   {
@@ -174,8 +184,20 @@ t.test('the job page: photo, creatives side by side, the breakdown, the copy, th
   t.match(html, /<td lang="ko">오늘의 한 잔<\/td><td lang="ko">오늘의 한잔<\/td>/, 'Korean OCR lines');
   t.match(html, /<dd class="bad">3.9:1 worst line · fail<\/dd>/, 'contrast');
   t.match(html, /<dd class="bad">IoU 0.08 · text over object 3\u00a0%<\/dd>/, 'overlap');
-  t.match(html, /2 planner proposals, chosen #1/, "the planner's proposals");
+  t.match(html, /2 planner proposals, chosen #1</, "the planner's proposals, ranked from 1");
   t.match(html, /<td>covers the product<\/td>/);
+  t.match(html, /<tr class=" rejected"><td>2<\/td>/, 'the second proposal is #2');
+  const many = html.slice(html.indexOf(`id="variant-${v3}"`));
+  t.match(many, /12 planner proposals, chosen #9</, 'the chosen rank, from 1');
+  const shown = many.slice(0, many.indexOf('<details class="all-proposals">'));
+  t.same(
+    [...shown.matchAll(/<tr class="[^"]*"><td>(\d+)<\/td>/g)].map((m) => Number(m[1])),
+    [1, 2, 3, 4, 5, 9],
+    'collapsed: the best five and the chosen one',
+  );
+  t.match(many, /<details class="all-proposals"><summary>show all 12<\/summary>/, 'all of them on demand');
+  const all = many.slice(many.indexOf('<details class="all-proposals">'), many.indexOf('</details>'));
+  t.equal((all.match(/<tr class="/g) ?? []).length, 12, 'every proposal in the full table');
   t.match(
     html,
     /<blockquote lang="ko" class="kor">천천히 내린 한 잔으로 여는 아침<\/blockquote>/,
