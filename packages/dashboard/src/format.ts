@@ -52,3 +52,43 @@ export function num(v: number | null | undefined, digits = 2): string {
 export function pct(v: number | null | undefined, digits = 0): string {
   return v === null || v === undefined || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(digits)}\u00a0%`;
 }
+
+/** A run's error as shown: `brief` on its line, `full` (the stored text) on demand when they differ. */
+export interface ErrorText {
+  brief: string;
+  full: string;
+}
+
+const ERROR_FIELD_RE = /"error"\s*:\s*"((?:[^"\\]|\\.)*)"/;
+
+/**
+ * A stored error as shown (docs/dashboard.md, "Job page"). The engine stores a
+ * stage's answer as `stage answered 422: {"error":"..."}` (its body cut at 200
+ * or 500 characters): the brief is the text before the body and the body's
+ * `error` field, read as JSON, or from the cut text when the cut broke the JSON.
+ * Any other text is its own brief.
+ */
+export function errorText(error: string | null | undefined): ErrorText | null {
+  if (error === null || error === undefined || error === '') return null;
+  const at = error.indexOf('{');
+  if (at < 0) return { brief: error, full: error };
+  const prefix = error.slice(0, at).trim();
+  let field: string | null = null;
+  try {
+    const body: unknown = JSON.parse(error.slice(at, error.lastIndexOf('}') + 1));
+    if (body && typeof body === 'object' && typeof (body as { error?: unknown }).error === 'string') {
+      field = (body as { error: string }).error;
+    }
+  } catch {
+    const m = ERROR_FIELD_RE.exec(error.slice(at));
+    if (m) {
+      try {
+        field = JSON.parse(`"${m[1]}"`) as string;
+      } catch {
+        field = null;
+      }
+    }
+  }
+  if (field === null) return { brief: error, full: error };
+  return { brief: prefix === '' ? field : `${prefix} ${field}`, full: error };
+}

@@ -144,6 +144,9 @@ await run(v1, 'vlm_analyze', 1, 1, 'succeeded', 200, null);
 await run(v2, 'vlm_analyze', 1, 1, 'failed', 500, 'model server timed out after 120000 ms');
 await run(v2, 'vlm_analyze', 2, 6, 'succeeded', 200, null);
 await run(null, 'ad_copy_gen_kor', 1, 30, 'succeeded', 200, null);
+// A stage's JSON answer as the engine stores it (docs/dashboard.md, "Job page").
+const answer = 'stage answered 422: {"error":"image too small: 80×60 <px>, at least 256","code":"input"}';
+await run(v3, 'vlm_analyze', 1, 2, 'rejected', 422, answer);
 
 t.test('the job page: photo, creatives side by side, the breakdown, the copy, the timeline', async (t) => {
   const res = await app.inject({ url: `/pipeline/jobs/${job.jobId}` });
@@ -208,16 +211,21 @@ t.test('the job page: photo, creatives side by side, the breakdown, the copy, th
   t.match(html, new RegExp(`src="/pipeline/images/${feedAsset}/thumb"`), 'the feed image');
 
   const timeline = html.slice(html.indexOf('<table class="timeline">'));
-  t.equal((timeline.match(/<tr class="run /g) ?? []).length, 4, 'every run of the run log');
+  t.equal((timeline.match(/<tr class="run /g) ?? []).length, 5, 'every run of the run log');
   t.match(
     timeline,
-    /<tr class="run r-failed">\s*<td class="mono">vlm_analyze<\/td>\s*<td>#2<\/td>\s*<td class="num">1 <small class="muted">notify<\/small><\/td>/,
+    /<tr class="run r-failed">\s*<td class="mono step">vlm_analyze<\/td>\s*<td class="variant">#2<\/td>\s*<td class="num attempt" data-label="attempt">1 <small class="muted">notify<\/small><\/td>/,
   );
-  t.match(timeline, /<td class="num">500<\/td>/, 'the HTTP status');
-  t.match(timeline, /<td class="err">model server timed out after 120000 ms<\/td>/, 'the error');
+  t.match(timeline, /<td class="num http" data-label="HTTP">500<\/td>/, 'the HTTP status');
+  t.match(timeline, /<td class="err">model server timed out after 120000 ms<\/td>/, 'a plain error as it is');
+  t.match(
+    timeline,
+    /<td class="err"><details><summary>stage answered 422: image too small: 80×60 &lt;px&gt;, at least 256<\/summary><code>stage answered 422: \{&quot;error&quot;:&quot;image too small: 80×60 &lt;px&gt;, at least 256&quot;,&quot;code&quot;:&quot;input&quot;\}<\/code><\/details><\/td>/,
+    "a stage's JSON answer: its error field, the whole answer on demand",
+  );
   t.match(timeline, /title="api-1:4242:ab12">api-1:4242:ab12<\/td>/, 'which instance did it');
-  t.match(timeline, /<td>job<\/td>/, 'job-level steps too');
-  t.match(timeline, /<td class="num">1.5 s<\/td>/, 'how long it took');
+  t.match(timeline, /<td class="variant">job<\/td>/, 'job-level steps too');
+  t.match(timeline, /<td class="num took" data-label="took">1.5 s<\/td>/, 'how long it took');
   t.match(timeline, /class="tbar" style="margin-left: \d+(\.\d+)?%; width: \d+(\.\d+)?%"/, 'a bar on the time axis');
   // Times: UTC, 24-hour, each with its ISO value (docs/dashboard.md, "Times").
   const created = (await q('SELECT created_at FROM jobs WHERE job_id = $1', [job.jobId])).rows[0].created_at as Date;
@@ -248,7 +256,7 @@ t.test('its live fragment and its JSON', async (t) => {
     status: 'done',
     job: { id: job.jobId, feed: { chosenVariantId: v1 } },
     breakdown: { chosenVariantId: v1, variants: [{ order: 1, rank: 1 }, { order: 3 }, { order: 2, capped: true }] },
-    timeline: { entries: [{ step: 'vlm_analyze' }, {}, {}, { step: 'ad_copy_gen_kor', variantOrder: null }] },
+    timeline: { entries: [{ step: 'vlm_analyze' }, {}, {}, {}, { step: 'ad_copy_gen_kor', variantOrder: null }] },
   });
   t.equal((await app.inject({ url: '/pipeline/jobs/00000000-0000-4000-8000-000000000000' })).statusCode, 404);
   t.equal((await app.inject({ url: '/pipeline/jobs/abc' })).statusCode, 400);

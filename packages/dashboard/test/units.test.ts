@@ -5,6 +5,7 @@
  */
 import t from 'tap';
 import { FilterError, formatCursor, parseJobsQuery, parseMoment } from '../src/filters.js';
+import { errorText } from '../src/format.js';
 import { formatEvent, LiveHub, type LiveEventData, RingBuffer, type StreamSink } from '../src/live/hub.js';
 import { parseNotification } from '../src/live/notifications.js';
 import { resolveOptions } from '../src/options.js';
@@ -254,4 +255,34 @@ t.test('notifications: payloads validated, a bad one is an error not a crash', a
   t.match(parseNotification('job_state_changed', '{bad json'), { ok: false, error: /bad JSON/ });
   t.match(parseNotification('job_state_changed', JSON.stringify({ job_id: 'x' })), { ok: false });
   t.match(parseNotification('other', '{}'), { ok: false, error: 'unknown channel' });
+});
+
+t.test("errorText: a stage's JSON answer shows its error field, the stored text on demand", async (t) => {
+  const whole = 'stage answered 422: {"error":"image too small: 80\\u00d760","code":"input"}';
+  t.same(errorText(whole), { brief: 'stage answered 422: image too small: 80×60', full: whole });
+  const cut = 'stage answered 500 {"error":"internal error: the model \\"vlm\\" is lo';
+  t.same(
+    errorText(`${cut}aded","detail":"x`),
+    { brief: 'stage answered 500 internal error: the model "vlm" is loaded', full: `${cut}aded","detail":"x` },
+    'a body cut short: the field read from the text',
+  );
+  t.same(errorText('{"error":"bad tone"}'), { brief: 'bad tone', full: '{"error":"bad tone"}' }, 'a body alone');
+  t.same(errorText('no answer within 30000 ms'), {
+    brief: 'no answer within 30000 ms',
+    full: 'no answer within 30000 ms',
+  });
+  t.same(
+    errorText('stage answered 502: {"message":"x"}'),
+    {
+      brief: 'stage answered 502: {"message":"x"}',
+      full: 'stage answered 502: {"message":"x"}',
+    },
+    'a JSON body without an error field as it is',
+  );
+  t.same(errorText('stage answered 502: <html>{oops'), {
+    brief: 'stage answered 502: <html>{oops',
+    full: 'stage answered 502: <html>{oops',
+  });
+  t.equal(errorText(null), null);
+  t.equal(errorText(''), null);
 });

@@ -16,7 +16,7 @@ import {
   parseJobsQuery,
   queryString,
 } from '../filters.js';
-import { formatAge, formatDuration, formatTime, iso, num, pct, shortId } from '../format.js';
+import { errorText, formatAge, formatDuration, formatTime, iso, num, pct, shortId } from '../format.js';
 import { type JobListRow, jobListRow, listJobs } from '../sql/jobsPage.js';
 import { StageTables } from '../sql/stageTables.js';
 import { throughput } from '../sql/throughput.js';
@@ -28,6 +28,7 @@ export function helpers(base: string) {
     url: (path: string, params: Record<string, string> = {}) => `${base}${path}${queryString(params)}`,
     age: (d: Date | string) => formatAge(d),
     duration: formatDuration,
+    errorText,
     time: formatTime,
     iso,
     num,
