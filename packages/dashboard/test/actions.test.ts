@@ -98,6 +98,14 @@ t.test('Retry: a failed job starts again; a job that is not failed is 409 with i
   t.equal(htmx.statusCode, 409);
   t.match(htmx.body, /Not retried: the job is done \(at instagram_feed_gen, done\)/, 'the page is told why');
   t.notMatch(htmx.body, /<html/, 'a fragment for htmx');
+  t.notMatch(htmx.body, />Back</, 'no link back to the page htmx shows it on');
+  const plain = await app.inject({
+    method: 'POST',
+    url: `/pipeline/jobs/${done.jobId}/retry`,
+    headers: { cookie: session.cookie, 'x-csrf-token': session.token },
+  });
+  t.equal(plain.statusCode, 409);
+  t.match(plain.body, new RegExp(`<a href="/pipeline/jobs/${done.jobId}">Back</a>`), 'a page of its own links back');
 
   t.equal((await post('/pipeline/jobs/00000000-0000-4000-8000-000000000000/retry')).statusCode, 404);
   t.equal((await post('/pipeline/jobs/not-a-uuid/retry')).statusCode, 400);

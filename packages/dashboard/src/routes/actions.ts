@@ -61,7 +61,10 @@ export const actionRoutes: FastifyPluginAsync<{ ctx: DashboardContext; csrfProte
 ) => {
   const h = helpers(ctx.base);
 
-  /** An action's answer: JSON, an htmx fragment, or a small page with a link back. */
+  /**
+   * An action's answer: JSON, an htmx fragment, or a small page with a link back. The fragment has no
+   * link back: htmx shows it on the page it would link to (the job page, the jobs page with its filters).
+   */
   async function answer(
     req: FastifyRequest,
     reply: FastifyReply,
@@ -78,7 +81,7 @@ export const actionRoutes: FastifyPluginAsync<{ ctx: DashboardContext; csrfProte
       title: code >= 400 ? `${code}` : 'Done',
       kind,
       message,
-      back,
+      back: isHtmx(req) ? null : back,
     });
     return reply.type('text/html; charset=utf-8').send(html);
   }
