@@ -54,7 +54,15 @@ const cases: Array<[string, string, unknown[], RegExp]> = [
     [86400, 1000, new Date(Date.now() - 3600_000).toISOString(), '00000000-0000-0000-0000-000000000000'],
     /jobs_variants_recovery_idx/,
   ],
-  ['job-level page', jobPageSql(false), [86400, 1000, null, null], /jobs_job_phase_recovery_idx/],
+  // Since the dashboard's partial indexes of unfinished jobs (migrations 6 and 7), the planner may walk those
+  // instead (a bitmap of the unfinished jobs, then a sort of what matches): still no Seq Scan, and bounded by the
+  // unfinished jobs, not the history.
+  [
+    'job-level page',
+    jobPageSql(false),
+    [86400, 1000, null, null],
+    /jobs_job_phase_recovery_idx|jobs_running_created_idx|jobs_unfinished_created_idx/,
+  ],
   ['fan-in page', fanInPageSql(false), [86400, 'all', 1000, null], /jobs_variant_phase_idx|jobs_active_idx/],
 ];
 

@@ -5,6 +5,7 @@ import * as m0004 from './0004_healing.js';
 import * as m0005 from './0005_stage_run_timings.js';
 import * as m0006 from './0006_dashboard_pages.js';
 import * as m0007 from './0007_dashboard_variant_steps.js';
+import * as m0008 from './0008_step_status_statistics.js';
 
 export interface Migration {
   /** Sequential number, starting at 1. Never renumber a released migration. */
@@ -28,4 +29,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 5, name: m0005.name, sql: m0005.sql },
   { id: 6, name: m0006.name, sql: m0006.sql },
   { id: 7, name: m0007.name, sql: m0007.sql },
+  { id: 8, name: m0008.name, sql: m0008.sql },
 ];
