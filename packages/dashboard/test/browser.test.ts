@@ -195,10 +195,14 @@ async function finished(jobId: string): Promise<void> {
   );
 }
 
-/** Everything a screenshot should show: fonts, every image (lazy ones scrolled into view), the chart. */
+/**
+ * Everything a screenshot should show: fonts, every image, the chart. The lazy images are made eager:
+ * one jump to the bottom leaves those in the middle of a long page (a phone's) out of the browser's
+ * lazy-loading distance.
+ */
 async function settle(page: Page): Promise<void> {
   await inPage(page, 'document.fonts.ready.then(() => true)');
-  await inPage(page, 'window.scrollTo(0, document.body.scrollHeight), true');
+  await inPage(page, `document.querySelectorAll('img[loading="lazy"]').forEach((i) => { i.loading = 'eager'; }), true`);
   await until(page, '[...document.images].every((i) => i.complete)', 30_000, 'every image loaded');
   await inPage(page, 'window.scrollTo(0, 0), true');
   if ((await page.$('#throughput')) !== null) await page.waitForSelector('#throughput canvas', { timeout: 10_000 });

@@ -214,7 +214,7 @@ t.test('the job page: photo, creatives side by side, the breakdown, the copy, th
   t.equal((timeline.match(/<tr class="run /g) ?? []).length, 5, 'every run of the run log');
   t.match(
     timeline,
-    /<tr class="run r-failed">\s*<td class="mono step">vlm_analyze<\/td>\s*<td class="variant">#2<\/td>\s*<td class="num attempt" data-label="attempt">1 <small class="muted">notify<\/small><\/td>/,
+    /<tr class="run r-failed">\s*<td class="mono step">vlm_analyze<\/td>\s*<td class="which">#2<\/td>\s*<td class="num attempt" data-label="attempt">1 <small class="muted">notify<\/small><\/td>/,
   );
   t.match(timeline, /<td class="num http" data-label="HTTP">500<\/td>/, 'the HTTP status');
   t.match(timeline, /<td class="err">model server timed out after 120000 ms<\/td>/, 'a plain error as it is');
@@ -224,7 +224,7 @@ t.test('the job page: photo, creatives side by side, the breakdown, the copy, th
     "a stage's JSON answer: its error field, the whole answer on demand",
   );
   t.match(timeline, /title="api-1:4242:ab12">api-1:4242:ab12<\/td>/, 'which instance did it');
-  t.match(timeline, /<td class="variant">job<\/td>/, 'job-level steps too');
+  t.match(timeline, /<td class="which">job<\/td>/, 'job-level steps too');
   t.match(timeline, /<td class="num took" data-label="took">1.5 s<\/td>/, 'how long it took');
   t.match(timeline, /class="tbar" style="margin-left: \d+(\.\d+)?%; width: \d+(\.\d+)?%"/, 'a bar on the time axis');
   // Times: UTC, 24-hour, each with its ISO value (docs/dashboard.md, "Times").
