@@ -86,7 +86,9 @@ t.test('the finish cannot be written before the deadline: 503, result dropped, t
   });
   proxy = s.proxy;
   const t0 = Date.now();
-  const r = await post(s, 2_000);
+  // The deadline leaves the work itself (the CPU heuristic, up to 2 s on a loaded 2-core machine) room to finish,
+  // so that it is the finish's write, not the work, that runs out of time.
+  const r = await post(s, 5_000);
   const elapsed = Date.now() - t0;
   t.equal(r.statusCode, 503, r.body);
   t.match(r.json(), {
@@ -95,8 +97,8 @@ t.test('the finish cannot be written before the deadline: 503, result dropped, t
     error:
       /database unavailable: the finish of vlm_analyze attempt 1 could not be written by the deadline; result dropped/,
   });
-  t.ok(elapsed >= 1_900, `answered after the deadline, not before (${elapsed} ms)`);
-  t.ok(elapsed < 2_000 + 10_000, `and soon after it (${elapsed} ms)`);
+  t.ok(elapsed >= 4_900, `answered after the deadline, not before (${elapsed} ms)`);
+  t.ok(elapsed < 5_000 + 10_000, `and soon after it (${elapsed} ms)`);
   t.ok(s.proxy.dropped > 0, 'the finish was retried while the database was away');
   t.match(await variantState(s.db.pool, s.variantId), { current_step: 'vlm_analyze', status: 'running', attempt: 1 });
   t.ok(await token(s.db, s.variantId), 'the row carries the start token of the request');
