@@ -231,6 +231,13 @@ export class Recovery {
         const needsSlot = d.kind !== 'give-up' && target !== null;
         const slot = needsSlot ? await this.slotFor(target, scope) : null;
         if (needsSlot && !slot) continue;
+        // Waiting for the slot can take a while: the flight that was delivering this attempt may
+        // have ended meanwhile (and the row moved on), which this page's read cannot show. A
+        // re-send has no guard in the database, so it is re-checked against what we know now.
+        if (d.kind === 'resend-own' && h.inFlight(row, readAt - 1_000)) {
+          slot?.release();
+          continue;
+        }
         if (await h.act(row, d, slot)) recovered++;
       } catch (err) {
         // The database went away: this sweep ends here; the one that runs when it is back redoes it.
