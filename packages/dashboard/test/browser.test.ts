@@ -495,7 +495,9 @@ t.test('the open job page follows the retried job to done: its creatives and its
   t.equal(await inPage(jobPage, 'window.__probe.marker'), 'no reload', 'done shown without a reload');
   t.match(
     await jobPage.textContent('#action-result'),
-    /Retried: 3 steps queued again/,
+    // How many of the 3 variants had reached their 422 before the job failed (the others stayed
+    // parked at img_gen) depends on timing; each failed or parked variant is queued again.
+    /Retried: [1-3] steps? queued again/,
     "Retry's answer stayed on the page while the live updates redrew the job",
   );
 
