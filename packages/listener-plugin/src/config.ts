@@ -95,6 +95,11 @@ export const listenerOptionsSchema = z
      * Default 2,000 ms.
      */
     claimDelayMs: z.number().int().min(0).max(60_000).optional(),
+    /**
+     * The claims run as named prepared statements (default true). Set false behind a connection
+     * pooler in transaction mode that cannot keep prepared statements (PgBouncer before 1.21).
+     */
+    preparedStatements: z.boolean().optional(),
     /** Size of the pool the plugin opens when the host has no @fastify/postgres (default 10). */
     poolMax: z.number().int().min(1).optional(),
     /** A prom-client Registry to register the engine's metrics in (docs/metrics.md). */
@@ -178,6 +183,7 @@ export interface ResolvedConfig {
   closeGraceMs: number;
   poolMax: number;
   claimDelayMs: number;
+  preparedStatements: boolean;
   metricsRegistry: import('prom-client').Registry | undefined;
   /** Deprecation warnings to log at registration (old option names used). */
   deprecations: string[];
@@ -381,6 +387,7 @@ export function resolveConfig(options: unknown): ResolvedConfig {
     closeGraceMs: o.closeGraceMs ?? 10_000,
     poolMax: o.poolMax ?? 10,
     claimDelayMs: o.claimDelayMs ?? 2_000,
+    preparedStatements: o.preparedStatements ?? true,
     metricsRegistry: o.metricsRegistry,
     deprecations,
   };

@@ -184,6 +184,7 @@ const plugin: FastifyPluginAsync<JobStateListenerOptions> = async (fastify, opti
       maxInFlight: cfg.maxInFlight,
       stepOverrides: cfg.stepOverrides,
       claimDelayMs: cfg.claimDelayMs,
+      preparedStatements: cfg.preparedStatements,
       deadAfterMs: cfg.deadAfterMs,
     });
   } catch (err) {

@@ -35,6 +35,65 @@ t.test('variant claim: exactly one of many concurrent claimers wins, and the cla
   t.same(runs.rows, [{ step: 'vlm_analyze', attempt: 1, trigger: 'notify', state: 'dispatched' }]);
 });
 
+t.test('prepared claims: named statements, the same rows and guards as the planned ones', async (t) => {
+  // A pool that records what it was asked to run (the claims must go out as named statements).
+  const names: Array<string | undefined> = [];
+  const recording = {
+    query: (q: string | pg.QueryConfig, values?: unknown[]) => {
+      names.push(typeof q === 'string' ? undefined : q.name);
+      return typeof q === 'string' ? db.pool.query(q, values) : db.pool.query(q);
+    },
+  } as unknown as pg.Pool;
+  const s = await seedJob(db.pool, { variants: 4, variantStep: 'img_gen', variantStatus: 'done' });
+  const [a, b, c, d] = s.variantIds as [string, string, string, string];
+  // Each statement twice, so that a pooled connection runs an already prepared statement too.
+  for (const id of [a, b]) {
+    const won = await claimVariant(
+      recording,
+      { jobVariantsId: id, prev: 'img_gen', trigger: 'notify', instanceId: I },
+      { prepared: true },
+    );
+    t.match(won, { jobVariantsId: id, step: 'vlm_analyze', attempt: 1, tenantId: s.tenantId });
+    t.ok(won?.runId, 'logged in the run log, in the same statement');
+  }
+  const lost = await claimVariant(
+    recording,
+    { jobVariantsId: a, prev: 'img_gen', trigger: 'notify', instanceId: I },
+    { prepared: true },
+  );
+  t.equal(lost, null, 'the guard holds: a claimed row is not claimed again');
+  for (const id of [c, d]) {
+    const got = await claimVariants(
+      recording,
+      { items: [{ jobVariantsId: id, prev: 'img_gen' }], trigger: 'recovery', instanceId: I },
+      { prepared: true },
+    );
+    t.equal(got.length, 1);
+  }
+  const j = await seedJob(db.pool, { variants: 1, jobStep: 'ad_copy_gen_kor', jobStatus: 'done' });
+  const next = await claimJobNext(
+    recording,
+    { jobId: j.jobId, prev: 'ad_copy_gen_kor', trigger: 'notify', instanceId: I },
+    { prepared: true },
+  );
+  t.match(next, { jobId: j.jobId, step: 'instagram_feed_gen', attempt: 1 }, 'the job-level claim, prepared');
+  const f = await seedJob(db.pool, { variants: 2, variantStep: 'iou_eval', variantStatus: 'done' });
+  const fanned = await claimFanIn(
+    recording,
+    { jobId: f.jobId, policy: 'all', trigger: 'fan_in', instanceId: I },
+    { prepared: true },
+  );
+  t.match(fanned, { jobId: f.jobId, step: 'ad_copy_gen_kor', attempt: 1 }, 'the fan-in claim, prepared');
+  t.same(
+    [...new Set(names)].sort(),
+    ['feedly_claim_fan_in', 'feedly_claim_job_next', 'feedly_claim_variant', 'feedly_claim_variants'],
+    'only named statements were sent',
+  );
+  const runs = await db.pool.query('SELECT count(*)::int AS n FROM pipeline_step_runs WHERE job_id = $1', [s.jobId]);
+  t.equal(runs.rows[0].n, 4, 'one run row per claim');
+  t.same(await claimVariant(db.pool, { jobVariantsId: c, prev: 'img_gen', trigger: 'notify', instanceId: I }), null);
+});
+
 t.test('batch claim (recovery): only rows done with that step, each once against concurrent claimers', async (t) => {
   const a = await seedJob(db.pool, { variants: 30, variantStep: 'yolo_detect', variantStatus: 'done' });
   const b = await seedJob(db.pool, { variants: 2, variantStep: 'yolo_detect', variantStatus: 'running' });

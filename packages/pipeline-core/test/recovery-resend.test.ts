@@ -22,7 +22,12 @@ function harness() {
   const urlOf = (_step: Step) => 'http://127.0.0.1:1';
   const circuits = new Circuits(urlOf, STEP_GRAPH, silentLogger, { halfOpen: () => {}, closed: () => {} });
   // One slot in all: whoever holds it makes the sweep wait.
-  const capacity = new Capacity(1, (step) => circuits.of(step), urlOf, () => false);
+  const capacity = new Capacity(
+    1,
+    (step) => circuits.of(step),
+    urlOf,
+    () => false,
+  );
   const acted: Array<{ row: RecoveryRow; d: Decision }> = [];
   let flightEnded = false;
   let inFlightCalls = 0;

@@ -31,7 +31,7 @@ import { parseJobNotification, parseVariantNotification } from '../notifications
 import { sleep } from '../semaphore.js';
 import { claimFanIn, type FanInPolicy, failJobIfNoVariantSucceeded } from '../sql/claimFanIn.js';
 import { claimJobNext } from '../sql/claimJobNext.js';
-import { claimVariant, claimVariants, variantSuccessor } from '../sql/claimVariant.js';
+import { type ClaimSqlOptions, claimVariant, claimVariants, variantSuccessor } from '../sql/claimVariant.js';
 import { type GaveUp, giveUp, rejectStep } from '../sql/giveUp.js';
 import type { RecoveryRow } from '../sql/recoveryScan.js';
 import { redispatchStep } from '../sql/redispatchStep.js';
@@ -54,7 +54,7 @@ import {
 } from '../steps.js';
 import type { BreakerOptions, CircuitBreaker } from './breaker.js';
 import { Capacity, type Slot } from './capacity.js';
-import { ClaimBatcher } from './claim-batch.js';
+import { type BatchItem, ClaimBatcher } from './claim-batch.js';
 import { type CircuitSnapshot, Circuits } from './circuits.js';
 import type { Decision } from './decide.js';
 import { fields, Flights } from './dispatch.js';
@@ -98,6 +98,11 @@ export interface PipelineEngineOptions {
   maxWaitingNotifications?: number | undefined;
   /** Calls in flight per stage base URL, at most (keyed by the URL as given; default: only maxInFlight). */
   maxInFlightPerUrl?: Record<string, number> | undefined;
+  /**
+   * The claims run as named prepared statements (default true; docs/healing.md §9). Set false
+   * behind a connection pooler in transaction mode that cannot keep them (PgBouncer before 1.21).
+   */
+  preparedStatements?: boolean | undefined;
 }
 
 export interface StepEvent {
@@ -261,6 +266,8 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   private readonly durable: DurableWrites;
   private readonly recovery: Recovery;
   private readonly claims: ClaimBatcher;
+  /** How the claims are sent (named prepared statements unless the host turned them off). */
+  private readonly claimSql: ClaimSqlOptions;
   /** Listener connection state (the host reports it); sends pause when it may look dead. */
   private connected = true;
   private disconnectedAt: number | null = null;
@@ -282,6 +289,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     if (!(hours > 0)) throw new Error(`recoveryWindowHours must be > 0: ${hours}`);
     this.windowSeconds = hours * 3600;
     this.deadAfterMs = opts.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
+    this.claimSql = { prepared: opts.preparedStatements ?? true };
     if (!(this.deadAfterMs >= 100)) throw new Error(`deadAfterMs must be >= 100: ${opts.deadAfterMs}`);
     this.graph = withOverrides(opts.stepOverrides ?? {});
     this.random = opts.random ?? Math.random;
@@ -404,7 +412,15 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     // adds losing statements.
     this.ownership = new Ownership(claimDelayMs, () => (claimDelayMs === 0 ? 0 : 4 * this.claimLatencyMs));
     this.claims = new ClaimBatcher((items) =>
-      claimVariants(this.pool, { items, trigger: 'notify', instanceId: this.instanceId }),
+      // A lone claim (the usual case below full load) takes the single-row statement, planned
+      // once per connection: about half the time of the batch form (docs/benchmarks.md).
+      items.length === 1
+        ? claimVariant(
+            this.pool,
+            { ...(items[0] as BatchItem), trigger: 'notify', instanceId: this.instanceId },
+            this.claimSql,
+          ).then((c) => (c ? [c] : []))
+        : claimVariants(this.pool, { items, trigger: 'notify', instanceId: this.instanceId }, this.claimSql),
     );
     const minRescueAfterMs = Math.min(...AUTOMATIC_STEPS.map((s) => this.graph[s].rescueAfterMs));
     this.recovery = new Recovery({
@@ -562,7 +578,11 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
               this.claimWith(
                 slot,
                 () =>
-                  claimJobNext(this.pool, { jobId: p.job_id, prev, trigger: 'notify', instanceId: this.instanceId }),
+                  claimJobNext(
+                    this.pool,
+                    { jobId: p.job_id, prev, trigger: 'notify', instanceId: this.instanceId },
+                    this.claimSql,
+                  ),
                 { job_id: p.job_id, step: FINAL_STEP },
               ),
             ),
@@ -714,12 +734,16 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   private async tryFanIn(jobId: string, trigger: ClaimTrigger, slot: Slot): Promise<ClaimedStep | null> {
     let claimed: ClaimedStep | null;
     try {
-      claimed = await claimFanIn(this.pool, {
-        jobId,
-        policy: this.fanInPolicy,
-        trigger: trigger === 'notify' ? 'fan_in' : trigger,
-        instanceId: this.instanceId,
-      });
+      claimed = await claimFanIn(
+        this.pool,
+        {
+          jobId,
+          policy: this.fanInPolicy,
+          trigger: trigger === 'notify' ? 'fan_in' : trigger,
+          instanceId: this.instanceId,
+        },
+        this.claimSql,
+      );
     } catch (err) {
       slot.release();
       this.durable.noteError(err);
@@ -966,13 +990,21 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
         case 'claim-next': {
           const trigger: ClaimTrigger = row.dispatchRequested ? 'manual' : 'recovery';
           const claimed = row.jobVariantsId
-            ? await claimVariant(this.pool, {
-                jobVariantsId: row.jobVariantsId,
-                prev: row.step,
-                trigger,
-                instanceId: this.instanceId,
-              })
-            : await claimJobNext(this.pool, { jobId: row.jobId, prev: row.step, trigger, instanceId: this.instanceId });
+            ? await claimVariant(
+                this.pool,
+                {
+                  jobVariantsId: row.jobVariantsId,
+                  prev: row.step,
+                  trigger,
+                  instanceId: this.instanceId,
+                },
+                this.claimSql,
+              )
+            : await claimJobNext(
+                this.pool,
+                { jobId: row.jobId, prev: row.step, trigger, instanceId: this.instanceId },
+                this.claimSql,
+              );
           return give(claimed);
         }
         case 'fan-in':
@@ -1085,11 +1117,15 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   private async claimNextBatch(prev: Step, rows: RecoveryRow[], slots: Slot[]): Promise<number> {
     let claimed: ClaimedStep[];
     try {
-      claimed = await claimVariants(this.pool, {
-        items: rows.map((r) => ({ jobVariantsId: r.jobVariantsId as string, prev })),
-        trigger: 'recovery',
-        instanceId: this.instanceId,
-      });
+      claimed = await claimVariants(
+        this.pool,
+        {
+          items: rows.map((r) => ({ jobVariantsId: r.jobVariantsId as string, prev })),
+          trigger: 'recovery',
+          instanceId: this.instanceId,
+        },
+        this.claimSql,
+      );
     } catch (err) {
       this.durable.noteError(err);
       throw err;

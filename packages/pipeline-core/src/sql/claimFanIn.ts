@@ -11,7 +11,15 @@
  */
 import type { Queryable } from '../db.js';
 import { FAN_IN_FROM, FAN_IN_TO } from '../steps.js';
-import { type ClaimedStep, type ClaimRow, type ClaimTrigger, logClaim, toClaimed } from './types.js';
+import {
+  type ClaimedStep,
+  type ClaimRow,
+  type ClaimSqlOptions,
+  type ClaimTrigger,
+  claimStatement,
+  logClaim,
+  toClaimed,
+} from './types.js';
 
 export type FanInPolicy = 'all' | 'any';
 
@@ -27,9 +35,7 @@ export function variantFinishedSql(policyParam: string): string {
   return `((v.current_step = '${FAN_IN_FROM}' AND v.status = 'done') OR (${policyParam} = 'any' AND v.given_up_at IS NOT NULL))`;
 }
 
-export async function claimFanIn(db: Queryable, a: ClaimFanInArgs): Promise<ClaimedStep | null> {
-  const { rows } = await db.query<ClaimRow>(
-    `WITH claimed AS (
+const CLAIM_FAN_IN_SQL = /* sql */ `WITH claimed AS (
        UPDATE jobs j
           SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
               dispatch_requested_at = NULL, claimed_by = $5
@@ -41,9 +47,15 @@ export async function claimFanIn(db: Queryable, a: ClaimFanInArgs): Promise<Clai
           AND NOT EXISTS (SELECT 1 FROM jobs_variants v
                            WHERE v.job_id = j.job_id AND NOT ${variantFinishedSql('$3::text')})
         RETURNING j.job_id, j.tenant_id, NULL::uuid AS job_variants_id, j.attempt, j.attempt_base
-     )${logClaim(2, 4, 5)}`,
-    [a.jobId, FAN_IN_TO, a.policy, a.trigger, a.instanceId],
-  );
+     )${logClaim(2, 4, 5)}`;
+
+export async function claimFanIn(
+  db: Queryable,
+  a: ClaimFanInArgs,
+  o: ClaimSqlOptions = {},
+): Promise<ClaimedStep | null> {
+  const values = [a.jobId, FAN_IN_TO, a.policy, a.trigger, a.instanceId];
+  const { rows } = await db.query<ClaimRow>(claimStatement('feedly_claim_fan_in', CLAIM_FAN_IN_SQL, values, o));
   return toClaimed(rows[0], FAN_IN_TO, a.trigger);
 }
 

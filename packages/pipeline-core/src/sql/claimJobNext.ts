@@ -4,7 +4,15 @@
  */
 import type { Queryable } from '../db.js';
 import { isJobLevel, nextStep, type Step } from '../steps.js';
-import { type ClaimedStep, type ClaimRow, type ClaimTrigger, logClaim, toClaimed } from './types.js';
+import {
+  type ClaimedStep,
+  type ClaimRow,
+  type ClaimSqlOptions,
+  type ClaimTrigger,
+  claimStatement,
+  logClaim,
+  toClaimed,
+} from './types.js';
 
 export interface ClaimJobNextArgs {
   jobId: string;
@@ -14,19 +22,23 @@ export interface ClaimJobNextArgs {
   instanceId: string;
 }
 
-export async function claimJobNext(db: Queryable, a: ClaimJobNextArgs): Promise<ClaimedStep | null> {
-  if (!isJobLevel(a.prev)) return null;
-  const next = nextStep(a.prev);
-  if (!next) return null;
-  const { rows } = await db.query<ClaimRow>(
-    `WITH claimed AS (
+const CLAIM_JOB_NEXT_SQL = /* sql */ `WITH claimed AS (
        UPDATE jobs j
           SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
               dispatch_requested_at = NULL, claimed_by = $5
         WHERE j.job_id = $1 AND j.current_step = $3 AND j.status = 'done' AND j.failure_reason IS NULL
         RETURNING j.job_id, j.tenant_id, NULL::uuid AS job_variants_id, j.attempt, j.attempt_base
-     )${logClaim(2, 4, 5)}`,
-    [a.jobId, next, a.prev, a.trigger, a.instanceId],
-  );
+     )${logClaim(2, 4, 5)}`;
+
+export async function claimJobNext(
+  db: Queryable,
+  a: ClaimJobNextArgs,
+  o: ClaimSqlOptions = {},
+): Promise<ClaimedStep | null> {
+  if (!isJobLevel(a.prev)) return null;
+  const next = nextStep(a.prev);
+  if (!next) return null;
+  const values = [a.jobId, next, a.prev, a.trigger, a.instanceId];
+  const { rows } = await db.query<ClaimRow>(claimStatement('feedly_claim_job_next', CLAIM_JOB_NEXT_SQL, values, o));
   return toClaimed(rows[0], next, a.trigger);
 }

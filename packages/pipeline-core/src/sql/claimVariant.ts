@@ -6,7 +6,18 @@
  */
 import type { Queryable } from '../db.js';
 import { FAN_IN_FROM, isVariantLevel, nextStep, type Step } from '../steps.js';
-import { type ClaimedStep, type ClaimRow, type ClaimTrigger, logClaim, NO_FLUSH_WAIT, toClaimed } from './types.js';
+import {
+  type ClaimedStep,
+  type ClaimRow,
+  type ClaimSqlOptions,
+  type ClaimTrigger,
+  claimStatement,
+  logClaim,
+  NO_FLUSH_WAIT,
+  toClaimed,
+} from './types.js';
+
+export type { ClaimSqlOptions } from './types.js';
 
 export interface ClaimVariantArgs {
   jobVariantsId: string;
@@ -23,11 +34,7 @@ export function variantSuccessor(prev: Step): Step | null {
   return next && isVariantLevel(next) ? next : null;
 }
 
-export async function claimVariant(db: Queryable, a: ClaimVariantArgs): Promise<ClaimedStep | null> {
-  const next = variantSuccessor(a.prev);
-  if (!next) return null;
-  const { rows } = await db.query<ClaimRow>(
-    `WITH claimed AS (
+const CLAIM_VARIANT_SQL = /* sql */ `WITH claimed AS (
        UPDATE jobs_variants v
           SET current_step = $2, status = 'queued', attempt = 1, attempt_base = 0, last_error = NULL,
               dispatch_requested_at = NULL, claimed_by = $5
@@ -36,9 +43,17 @@ export async function claimVariant(db: Queryable, a: ClaimVariantArgs): Promise<
           AND v.current_step = $3 AND v.status = 'done'
           AND j.failure_reason IS NULL
         RETURNING v.job_id, j.tenant_id, v.job_variants_id, v.attempt, v.attempt_base
-     )${logClaim(2, 4, 5)}`,
-    [a.jobVariantsId, next, a.prev, a.trigger, a.instanceId],
-  );
+     )${logClaim(2, 4, 5)}`;
+
+export async function claimVariant(
+  db: Queryable,
+  a: ClaimVariantArgs,
+  o: ClaimSqlOptions = {},
+): Promise<ClaimedStep | null> {
+  const next = variantSuccessor(a.prev);
+  if (!next) return null;
+  const values = [a.jobVariantsId, next, a.prev, a.trigger, a.instanceId];
+  const { rows } = await db.query<ClaimRow>(claimStatement('feedly_claim_variant', CLAIM_VARIANT_SQL, values, o));
   return toClaimed(rows[0], next, a.trigger);
 }
 
@@ -57,20 +72,7 @@ export interface ClaimVariantsArgs {
  * is waited for and re-checked). Rows are locked in key order, so two batches
  * claiming overlapping sets cannot deadlock each other.
  */
-export async function claimVariants(db: Queryable, a: ClaimVariantsArgs): Promise<ClaimedStep[]> {
-  const ids: string[] = [];
-  const prevs: string[] = [];
-  const nexts: string[] = [];
-  for (const it of a.items) {
-    const next = variantSuccessor(it.prev);
-    if (!next) continue;
-    ids.push(it.jobVariantsId);
-    prevs.push(it.prev);
-    nexts.push(next);
-  }
-  if (ids.length === 0) return [];
-  const { rows } = await db.query<ClaimRow & { step: Step }>(
-    `WITH req AS (
+const CLAIM_VARIANTS_SQL = /* sql */ `WITH req AS (
        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS r(job_variants_id, prev, next)
      ), target AS (
        SELECT v.job_variants_id, r.prev, r.next FROM jobs_variants v JOIN req r USING (job_variants_id)
@@ -93,8 +95,27 @@ export async function claimVariants(db: Queryable, a: ClaimVariantsArgs): Promis
        RETURNING run_id, job_variants_id
      )
      SELECT c.job_id::text, c.tenant_id, c.job_variants_id::text, c.step, c.attempt, c.attempt_base, r.run_id::text
-       FROM claimed c JOIN run r USING (job_variants_id)`,
-    [ids, prevs, nexts, a.trigger, a.instanceId],
+       FROM claimed c JOIN run r USING (job_variants_id)`;
+
+export async function claimVariants(
+  db: Queryable,
+  a: ClaimVariantsArgs,
+  o: ClaimSqlOptions = {},
+): Promise<ClaimedStep[]> {
+  const ids: string[] = [];
+  const prevs: string[] = [];
+  const nexts: string[] = [];
+  for (const it of a.items) {
+    const next = variantSuccessor(it.prev);
+    if (!next) continue;
+    ids.push(it.jobVariantsId);
+    prevs.push(it.prev);
+    nexts.push(next);
+  }
+  if (ids.length === 0) return [];
+  const values = [ids, prevs, nexts, a.trigger, a.instanceId];
+  const { rows } = await db.query<ClaimRow & { step: Step }>(
+    claimStatement('feedly_claim_variants', CLAIM_VARIANTS_SQL, values, o),
   );
   return rows.map((r) => toClaimed(r, r.step, a.trigger) as ClaimedStep);
 }

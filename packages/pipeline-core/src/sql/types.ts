@@ -79,3 +79,23 @@ export function logClaim(step: number, trigger: number, instance: number): strin
     .replace('$TRIGGER', `$${trigger}::text`)
     .replace('$INSTANCE', `$${instance}::text`);
 }
+
+/**
+ * The claims are the engine's hottest statements: with `prepared`, they run as
+ * named prepared statements, parsed and planned once per connection
+ * (docs/healing.md, "Claims as prepared statements"). Off behind a connection
+ * pooler in transaction mode that cannot keep them (PgBouncer before 1.21).
+ */
+export interface ClaimSqlOptions {
+  prepared?: boolean;
+}
+
+/** A claim statement: named when prepared statements are on. */
+export function claimStatement(
+  name: string,
+  text: string,
+  values: unknown[],
+  o: ClaimSqlOptions,
+): { name?: string; text: string; values: unknown[] } {
+  return o.prepared ? { name, text, values } : { text, values };
+}
