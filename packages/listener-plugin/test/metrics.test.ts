@@ -10,7 +10,10 @@ import { buildApp, isJobDone, jobState, markImgGenDone, type SeededJob, seedJob,
 const db = await testDb();
 t.teardown(() => db.close());
 
-const fastRetry = { retry: { backoffBaseMs: 50, backoffMaxMs: 200 } };
+// Short backoffs (this test's own setting, to keep it fast), but longer than the flight's re-read
+// after a 500: a retry claimed before that re-read makes the flight see a later attempt ("moved"),
+// and the failure is then not counted by that flight (at the default backoffs, seconds, it cannot).
+const fastRetry = { retry: { backoffBaseMs: 400, backoffMaxMs: 800 } };
 const overrides = { vlm_analyze: fastRetry, planner: fastRetry };
 
 type Values = Array<{ labels: Record<string, string | number>; value: number; metricName?: string }>;
