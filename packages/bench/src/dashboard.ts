@@ -9,6 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { dashboard } from '@feedlyai/dashboard';
+import { seedBulkVariants } from '@feedlyai/test-helpers';
 import Fastify from 'fastify';
 import pg from 'pg';
 import { type BenchServer, dropDatabase } from './db.js';
@@ -58,20 +59,7 @@ async function seed(db: pg.Pool, jobs: number): Promise<void> {
        FROM generate_series(1, $1::int) g`,
     [jobs],
   );
-  await db.query(
-    `INSERT INTO jobs_variants (job_id, creation_order, current_step, status, given_up_at)
-     SELECT j.job_id, n,
-            CASE WHEN j.failure_reason IS NOT NULL THEN 'planner'
-                 WHEN j.current_step = 'img_gen'
-                   THEN (ARRAY['vlm_analyze','planner','overlay','ocr_eval'])[1 + (n + abs(hashtext(j.job_id::text))) % 4]
-                 WHEN n = 3 AND abs(hashtext(j.job_id::text)) % 500 = 0 THEN 'planner'
-                 ELSE 'iou_eval' END,
-            CASE WHEN j.failure_reason IS NOT NULL THEN 'failed' WHEN j.current_step = 'img_gen' THEN 'running'
-                 WHEN n = 3 AND abs(hashtext(j.job_id::text)) % 500 = 0 THEN 'failed' ELSE 'done' END,
-            CASE WHEN j.failure_reason IS NOT NULL OR (n = 3 AND abs(hashtext(j.job_id::text)) % 500 = 0
-                                                        AND j.current_step <> 'img_gen') THEN now() END
-       FROM jobs j CROSS JOIN generate_series(1, 3) n`,
-  );
+  await seedBulkVariants(db);
   await db.query(
     `INSERT INTO stage_overlays (job_id, job_variants_id, attempt, method, headline, texts, treatment, layout, image_key, width, height)
      SELECT v.job_id, v.job_variants_id, 1, 'canvas', 'Slow mornings', '{}', '{}', '{"lines":[]}', 'overlay/x.png', 1080, 1080

@@ -13,6 +13,7 @@
 import t from 'tap';
 import { type JobsQuery, parseJobsQuery } from '../src/filters.js';
 import { pageIdsSql } from '../src/sql/jobsPage.js';
+import { seedBulkVariants } from '@feedlyai/test-helpers';
 import { testDb } from './helpers.js';
 
 const db = await testDb();
@@ -34,20 +35,7 @@ await db.pool.query(
      FROM generate_series(1, $1::int) g`,
   [JOBS],
 );
-await db.pool.query(
-  `INSERT INTO jobs_variants (job_id, creation_order, current_step, status, given_up_at)
-     SELECT j.job_id, n,
-            CASE WHEN j.failure_reason IS NOT NULL THEN 'planner'
-                 WHEN j.current_step = 'img_gen'
-                   THEN (ARRAY['vlm_analyze','planner','overlay','ocr_eval'])[1 + (n + abs(hashtext(j.job_id::text))) % 4]
-                 WHEN n = 3 AND abs(hashtext(j.job_id::text)) % 500 = 0 THEN 'planner'
-                 ELSE 'iou_eval' END,
-            CASE WHEN j.failure_reason IS NOT NULL THEN 'failed' WHEN j.current_step = 'img_gen' THEN 'running'
-                 WHEN n = 3 AND abs(hashtext(j.job_id::text)) % 500 = 0 THEN 'failed' ELSE 'done' END,
-            CASE WHEN j.failure_reason IS NOT NULL OR (n = 3 AND abs(hashtext(j.job_id::text)) % 500 = 0
-                                                        AND j.current_step <> 'img_gen') THEN now() END
-       FROM jobs j CROSS JOIN generate_series(1, 3) n`,
-);
+await seedBulkVariants(db.pool);
 await db.pool.query('ANALYZE jobs');
 await db.pool.query('ANALYZE jobs_variants');
 

@@ -112,3 +112,28 @@ export async function jobState(
   if (!r.rows[0]) throw new Error(`job ${id} not found`);
   return r.rows[0];
 }
+
+/**
+ * Three variants for every job already in the table, in the states the jobs
+ * page's filters must handle at scale: a failed job's variants failed at
+ * planner; a running job's (at img_gen) spread over four unfinished steps;
+ * otherwise at (iou_eval,'done'), except one job in 500 whose third variant
+ * gave up at planner. The dashboard's query-plan test (100,000 jobs) and its
+ * benchmark (1,000,000 jobs) seed the same distribution with this.
+ */
+export async function seedBulkVariants(db: Db): Promise<void> {
+  await db.query(
+    `INSERT INTO jobs_variants (job_id, creation_order, current_step, status, given_up_at)
+     SELECT j.job_id, n,
+            CASE WHEN j.failure_reason IS NOT NULL THEN 'planner'
+                 WHEN j.current_step = 'img_gen'
+                   THEN (ARRAY['vlm_analyze','planner','overlay','ocr_eval'])[1 + (n + abs(hashtext(j.job_id::text))) % 4]
+                 WHEN n = 3 AND abs(hashtext(j.job_id::text)) % 500 = 0 THEN 'planner'
+                 ELSE 'iou_eval' END,
+            CASE WHEN j.failure_reason IS NOT NULL THEN 'failed' WHEN j.current_step = 'img_gen' THEN 'running'
+                 WHEN n = 3 AND abs(hashtext(j.job_id::text)) % 500 = 0 THEN 'failed' ELSE 'done' END,
+            CASE WHEN j.failure_reason IS NOT NULL OR (n = 3 AND abs(hashtext(j.job_id::text)) % 500 = 0
+                                                        AND j.current_step <> 'img_gen') THEN now() END
+       FROM jobs j CROSS JOIN generate_series(1, 3) n`,
+  );
+}

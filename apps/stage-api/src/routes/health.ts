@@ -146,19 +146,11 @@ export const healthRoutes: FastifyPluginAsync<{ ctx: StageContext; listenerStatu
     const checks = {
       database: database.ok ? { ok: true } : { ok: false, detail: database.error },
       migrations: database.ok
-        ? {
-            ok: database.migration >= database.migration_expected,
-            current: database.migration,
-            expected: database.migration_expected,
-          }
+        ? migrationCheck(database.migration, database.migration_expected)
         : { ok: false, detail: 'database unreachable' },
       // The stage server's own set (docs/migrations.md), applied at boot after the engine's.
       stage_migrations: database.ok
-        ? {
-            ok: database.stage_migration >= database.stage_migration_expected,
-            current: database.stage_migration,
-            expected: database.stage_migration_expected,
-          }
+        ? migrationCheck(database.stage_migration, database.stage_migration_expected)
         : { ok: false, detail: 'database unreachable' },
       // Not enabled: nothing to wait for. Finished with a failed part: that part loads on first use.
       warmup: { ok: !warmup.enabled || warmup.finished, state: warmup.state },
@@ -210,3 +202,8 @@ export const healthRoutes: FastifyPluginAsync<{ ctx: StageContext; listenerStatu
     return reply.code(database.ok ? 200 : 503).send(body);
   });
 };
+
+/** A migration set's readiness: applied at least up to the migration this build expects. */
+function migrationCheck(current: number, expected: number): { ok: boolean; current: number; expected: number } {
+  return { ok: current >= expected, current, expected };
+}

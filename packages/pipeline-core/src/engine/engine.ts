@@ -31,7 +31,7 @@ import { parseJobNotification, parseVariantNotification } from '../notifications
 import { sleep } from '../semaphore.js';
 import { claimFanIn, type FanInPolicy, failJobIfNoVariantSucceeded } from '../sql/claimFanIn.js';
 import { claimJobNext } from '../sql/claimJobNext.js';
-import { type ClaimSqlOptions, claimVariant, claimVariants, variantSuccessor } from '../sql/claimVariant.js';
+import { claimVariant, claimVariants, variantSuccessor } from '../sql/claimVariant.js';
 import { type GaveUp, giveUp, rejectStep } from '../sql/giveUp.js';
 import type { RecoveryRow } from '../sql/recoveryScan.js';
 import { redispatchStep } from '../sql/redispatchStep.js';
@@ -39,7 +39,7 @@ import { rescueStep, timeOutStep } from '../sql/rescueStep.js';
 import { retryStep } from '../sql/retryStep.js';
 import { RunLogWriter } from '../sql/stepRuns.js';
 import type { StepSubject } from '../sql/subject.js';
-import type { ClaimedStep, ClaimTrigger } from '../sql/types.js';
+import type { ClaimedStep, ClaimSqlOptions, ClaimTrigger } from '../sql/types.js';
 import {
   AUTOMATIC_STEPS,
   FAN_IN_FROM,

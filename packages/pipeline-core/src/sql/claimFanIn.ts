@@ -11,15 +11,7 @@
  */
 import type { Queryable } from '../db.js';
 import { FAN_IN_FROM, FAN_IN_TO } from '../steps.js';
-import {
-  type ClaimedStep,
-  type ClaimRow,
-  type ClaimSqlOptions,
-  type ClaimTrigger,
-  claimStatement,
-  logClaim,
-  toClaimed,
-} from './types.js';
+import { type ClaimedStep, type ClaimSqlOptions, type ClaimTrigger, claimOne, logClaim } from './types.js';
 
 export type FanInPolicy = 'all' | 'any';
 
@@ -55,8 +47,7 @@ export async function claimFanIn(
   o: ClaimSqlOptions = {},
 ): Promise<ClaimedStep | null> {
   const values = [a.jobId, FAN_IN_TO, a.policy, a.trigger, a.instanceId];
-  const { rows } = await db.query<ClaimRow>(claimStatement('feedly_claim_fan_in', CLAIM_FAN_IN_SQL, values, o));
-  return toClaimed(rows[0], FAN_IN_TO, a.trigger);
+  return claimOne(db, 'feedly_claim_fan_in', CLAIM_FAN_IN_SQL, values, FAN_IN_TO, a.trigger, o);
 }
 
 /**

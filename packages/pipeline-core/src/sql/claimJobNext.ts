@@ -4,15 +4,7 @@
  */
 import type { Queryable } from '../db.js';
 import { isJobLevel, nextStep, type Step } from '../steps.js';
-import {
-  type ClaimedStep,
-  type ClaimRow,
-  type ClaimSqlOptions,
-  type ClaimTrigger,
-  claimStatement,
-  logClaim,
-  toClaimed,
-} from './types.js';
+import { type ClaimedStep, type ClaimSqlOptions, type ClaimTrigger, claimOne, logClaim } from './types.js';
 
 export interface ClaimJobNextArgs {
   jobId: string;
@@ -39,6 +31,5 @@ export async function claimJobNext(
   const next = nextStep(a.prev);
   if (!next) return null;
   const values = [a.jobId, next, a.prev, a.trigger, a.instanceId];
-  const { rows } = await db.query<ClaimRow>(claimStatement('feedly_claim_job_next', CLAIM_JOB_NEXT_SQL, values, o));
-  return toClaimed(rows[0], next, a.trigger);
+  return claimOne(db, 'feedly_claim_job_next', CLAIM_JOB_NEXT_SQL, values, next, a.trigger, o);
 }

@@ -11,13 +11,12 @@ import {
   type ClaimRow,
   type ClaimSqlOptions,
   type ClaimTrigger,
+  claimOne,
   claimStatement,
   logClaim,
   NO_FLUSH_WAIT,
   toClaimed,
 } from './types.js';
-
-export type { ClaimSqlOptions } from './types.js';
 
 export interface ClaimVariantArgs {
   jobVariantsId: string;
@@ -53,8 +52,7 @@ export async function claimVariant(
   const next = variantSuccessor(a.prev);
   if (!next) return null;
   const values = [a.jobVariantsId, next, a.prev, a.trigger, a.instanceId];
-  const { rows } = await db.query<ClaimRow>(claimStatement('feedly_claim_variant', CLAIM_VARIANT_SQL, values, o));
-  return toClaimed(rows[0], next, a.trigger);
+  return claimOne(db, 'feedly_claim_variant', CLAIM_VARIANT_SQL, values, next, a.trigger, o);
 }
 
 export interface ClaimVariantsArgs {

@@ -1,3 +1,4 @@
+import type { Queryable } from '../db.js';
 import type { Step } from '../steps.js';
 
 /**
@@ -98,4 +99,18 @@ export function claimStatement(
   o: ClaimSqlOptions,
 ): { name?: string; text: string; values: unknown[] } {
   return o.prepared ? { name, text, values } : { text, values };
+}
+
+/** Runs the claim statement of one subject (named when prepared) and returns the step it claimed, or null. */
+export async function claimOne(
+  db: Queryable,
+  name: string,
+  text: string,
+  values: unknown[],
+  step: Step,
+  trigger: ClaimTrigger,
+  o: ClaimSqlOptions,
+): Promise<ClaimedStep | null> {
+  const { rows } = await db.query<ClaimRow>(claimStatement(name, text, values, o));
+  return toClaimed(rows[0], step, trigger);
 }
