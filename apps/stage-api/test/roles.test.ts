@@ -87,11 +87,19 @@ t.test('a GPU role and a CPU role on one database and one STORAGE_DIR: each step
     },
     { timeoutMs: 240_000, intervalMs: 200, message: 'job complete across the two processes' },
   );
-  const runs = await db.pool.query<{ step: string; n: number }>(
-    `SELECT step, count(*)::int AS n FROM pipeline_step_runs WHERE job_id = $1 AND state = 'succeeded'
-      GROUP BY step, coalesce(job_variants_id, job_id)`,
-    [job.jobId],
-  );
+  const succeededRuns = () =>
+    db.pool.query<{ step: string; n: number }>(
+      `SELECT step, count(*)::int AS n FROM pipeline_step_runs WHERE job_id = $1 AND state = 'succeeded'
+        GROUP BY step, coalesce(job_variants_id, job_id)`,
+      [job.jobId],
+    );
+  // The run log's outcomes are written in batches after the answers (docs/state-machine.md, "The run log"): the last
+  // step's 'succeeded' can land just after the job row shows done.
+  await waitFor(async () => ((await succeededRuns()).rowCount ?? 0) >= 2 * VARIANT_STEPS.length + 2, {
+    timeoutMs: 10_000,
+    message: "every step's outcome in the run log",
+  });
+  const runs = await succeededRuns();
   t.equal(runs.rowCount, 2 * VARIANT_STEPS.length + 2, 'every (subject, step) succeeded');
   t.ok(
     runs.rows.every((r) => r.n === 1),
