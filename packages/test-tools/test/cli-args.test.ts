@@ -1,10 +1,14 @@
 import t from 'tap';
-import { cleanEnv, runCliProcess } from './helpers.js';
+import { cleanEnv, runCliInProcess, runCliProcess } from './helpers.js';
+
+// The commands run in this process (runCliInProcess: the same runCli the
+// program calls); the last test checks that the process itself exits with
+// the code runCli returns.
 
 const UNREACHABLE = 'postgres://someone:secret@127.0.0.1:1/nothing';
 
 t.test('--help works for the program and every command, exit 0', async (t) => {
-  const top = await runCliProcess(['--help']);
+  const top = await runCliInProcess(['--help']);
   t.equal(top.code, 0);
   for (const c of [
     'migrate',
@@ -21,7 +25,7 @@ t.test('--help works for the program and every command, exit 0', async (t) => {
     t.match(top.stdout, new RegExp(`\\b${c}\\b`), `program help lists ${c}`);
   }
   for (const c of ['seed', 'seed-ye', 'monitor', 'analyze', 'status', 'verify-trigger', 'listen']) {
-    const r = await runCliProcess([c, '--help']);
+    const r = await runCliInProcess([c, '--help']);
     t.equal(r.code, 0, `${c} --help exits 0`);
     t.match(r.stdout, new RegExp(`Usage: feedly-pipeline ${c}`), `${c} --help shows its usage`);
     t.match(r.stdout, /--env-file <path>/, `${c} takes --env-file`);
@@ -48,7 +52,7 @@ t.test('bad arguments: an error, a usage line on stderr, exit code 2', async (t)
     [[], /Usage: feedly-pipeline/],
   ];
   for (const [args, message] of cases) {
-    const r = await runCliProcess(args, { env: cleanEnv({ DATABASE_URL: UNREACHABLE }) });
+    const r = await runCliInProcess(args, { env: cleanEnv({ DATABASE_URL: UNREACHABLE }) });
     t.equal(r.code, 2, `${args.join(' ') || '(no args)'} exits 2`);
     t.match(r.stderr, message, `${args.join(' ') || '(no args)'} says what is wrong`);
     t.match(r.stderr, /Usage: feedly-pipeline/, `${args.join(' ') || '(no args)'} prints a usage line`);
@@ -67,23 +71,23 @@ t.test('an unreachable database: one clear line, no stack trace, exit 1', async 
     ['cancel', '0b6f3c1e-2d7a-4c8e-9a51-7f1d2e3c4b5a'],
     ['verify-trigger', '0b6f3c1e-2d7a-4c8e-9a51-7f1d2e3c4b5a'],
   ]) {
-    const r = await runCliProcess(args, { env: cleanEnv({ DATABASE_URL: UNREACHABLE }) });
+    const r = await runCliInProcess(args, { env: cleanEnv({ DATABASE_URL: UNREACHABLE }) });
     t.equal(r.code, 1, `${args[0]} exits 1`);
     const lines = r.stderr.trim().split('\n');
     t.equal(lines.length, 1, `${args[0]}: exactly one line on stderr`);
     t.match(lines[0], /^cannot connect to PostgreSQL at postgres:\/\/someone:\*\*\*@127\.0\.0\.1:1\/nothing: .+/);
     t.notMatch(r.stderr, /secret/, 'the password is redacted');
   }
-  const viaFlag = await runCliProcess(['seed-ye', '--database-url', UNREACHABLE]);
+  const viaFlag = await runCliInProcess(['seed-ye', '--database-url', UNREACHABLE]);
   t.equal(viaFlag.code, 1, '--database-url is used');
   t.match(viaFlag.stderr, /^cannot connect to PostgreSQL at postgres:\/\/someone:\*\*\*@127\.0\.0\.1:1\/nothing/);
-  const none = await runCliProcess(['seed-ye']);
+  const none = await runCliInProcess(['seed-ye']);
   t.equal(none.code, 1, 'no database configured at all');
   t.match(none.stderr, /no database configured: set DATABASE_URL/);
 });
 
 t.test('status without a database: every check printed, the database check fails, exit 1', async (t) => {
-  const r = await runCliProcess(['status', '--stage-api-url', 'http://127.0.0.1:1'], {
+  const r = await runCliInProcess(['status', '--stage-api-url', 'http://127.0.0.1:1'], {
     env: cleanEnv({ DATABASE_URL: UNREACHABLE }),
   });
   t.equal(r.code, 1);
@@ -95,4 +99,20 @@ t.test('status without a database: every check printed, the database check fails
     "not read from this command's environment",
   );
   t.notMatch(r.stdout + r.stderr, /\n\s+at /, 'no stack trace');
+});
+
+t.test('the process exits with the code runCli returns: 0, 1 and 2', async (t) => {
+  const help = await runCliProcess(['seed', '--help']);
+  t.equal(help.code, 0, '--help: 0');
+  t.match(help.stdout, /Usage: feedly-pipeline seed/);
+  const usage = await runCliProcess(['monitor', 'not-a-uuid'], { env: cleanEnv({ DATABASE_URL: UNREACHABLE }) });
+  t.equal(usage.code, 2, 'a bad argument: 2');
+  t.match(usage.stderr, /expected a UUID/);
+  t.match(usage.stderr, /Usage: feedly-pipeline/);
+  const down = await runCliProcess(['retry', '0b6f3c1e-2d7a-4c8e-9a51-7f1d2e3c4b5a'], {
+    env: cleanEnv({ DATABASE_URL: UNREACHABLE }),
+  });
+  t.equal(down.code, 1, 'an unreachable database: 1');
+  t.equal(down.stderr.trim().split('\n').length, 1, 'one line on stderr');
+  t.match(down.stderr, /^cannot connect to PostgreSQL at postgres:\/\/someone:\*\*\*@127\.0\.0\.1:1\/nothing: .+/);
 });

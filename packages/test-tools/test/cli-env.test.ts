@@ -9,14 +9,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { BIN, type CliRun, cleanEnv } from './helpers.js';
+import { BIN, type CliRun, cleanEnv, runCliInProcess } from './helpers.js';
 
 /**
  * The real program, started as the root script starts it (`node -- bin/...`):
  * without the `--`, Node itself checks a `--env-file` argument and exits 9
  * when the file is missing, before the CLI runs (docs/cli.md).
  */
-function cli(args: string[], o: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<CliRun> {
+function cliProcess(args: string[], o: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<CliRun> {
   const child = spawn(process.execPath, ['--', BIN, ...args], {
     cwd: o.cwd,
     env: o.env ?? cleanEnv(),
@@ -28,6 +28,9 @@ function cli(args: string[], o: { cwd: string; env?: NodeJS.ProcessEnv }): Promi
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
+
+/** The same commands in this process (runCli, with the folder as its working directory). */
+const cli = (args: string[], o: { cwd: string; env?: NodeJS.ProcessEnv }) => runCliInProcess(args, o);
 
 const dir = await mkdtemp(join(tmpdir(), 'feedly-cli-env-'));
 t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -99,4 +102,16 @@ t.test('a line that cannot be parsed exits 2 naming the file and the line, on ev
     );
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
+});
+
+t.test('the process: ./.env read from its working directory, a missing --env-file exits 2', async (t) => {
+  const fromDotenv = await cliProcess(['seed-ye'], { cwd: dir });
+  t.equal(fromDotenv.code, 1);
+  t.match(fromDotenv.stderr, /^cannot connect to PostgreSQL at postgres:\/\/dotenv:\*\*\*@127\.0\.0\.1:1\/from_dotenv/);
+  const missing = await cliProcess(['seed', '--once', '--env-file', 'nope.env'], { cwd: dir });
+  t.equal(missing.code, 2, 'exit 2 from the CLI, not 9 from node');
+  t.match(missing.stderr, `error: cannot read env file ${join(dir, 'nope.env')}: no such file`);
+  const bad = await cliProcess(['status'], { cwd: badDir });
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, `error: ${join(badDir, '.env')}:3: cannot parse this line: expected NAME=value`);
 });

@@ -7,7 +7,7 @@
  */
 import { freePort } from '@feedlyai/test-helpers';
 import t from 'tap';
-import { cleanEnv, markImgGenDone, runCliProcess, seedJob, startCli, testDb, waitFor } from './helpers.js';
+import { cleanEnv, markImgGenDone, runCliInProcess, seedJob, startCli, testDb, waitFor } from './helpers.js';
 import { startStageDouble } from './stage-double.js';
 
 const db = await testDb();
@@ -72,7 +72,7 @@ t.test('listen dispatches, answers /healthz, shows in status, and stops cleanly 
   t.match(listen.stdout(), /\[TRIGGER\] pipeline step triggered/, 'its log is on stdout');
 
   // The stage double has no /healthz: status finds the listener through the database.
-  const status = await runCliProcess(['status', '--json', '--stage-api-url', stage.url], {
+  const status = await runCliInProcess(['status', '--json', '--stage-api-url', stage.url], {
     env: cleanEnv({ DATABASE_URL: db.url }),
   });
   const listenerCheck = JSON.parse(status.stdout).checks.find((c: { name: string }) => c.name === 'listener enabled');
@@ -111,7 +111,7 @@ t.test('listen: bad arguments and variables exit 2 with the reason', async (t) =
     ],
   ];
   for (const [args, e, why] of cases) {
-    const r = await runCliProcess(args, { env: e, timeoutMs: 60_000 });
+    const r = await runCliInProcess(args, { env: e });
     t.equal(r.code, 2, `${args.join(' ')} exits 2`);
     t.match(r.stderr, why);
     t.match(r.stderr, /Usage: feedly-pipeline listen/);

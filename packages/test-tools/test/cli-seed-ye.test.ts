@@ -4,7 +4,7 @@
  * next one (exit 1 when one failed or timed out).
  */
 import t from 'tap';
-import { cleanEnv, runCliProcess, startCli, tempDir, testDb, waitFor } from './helpers.js';
+import { cleanEnv, runCliInProcess, startCli, tempDir, testDb, waitFor } from './helpers.js';
 
 const db = await testDb();
 t.teardown(() => db.close());
@@ -18,12 +18,12 @@ async function jobsOf(tenant: string): Promise<string[]> {
 }
 
 t.test('--once: one job at user_img_input/done', async (t) => {
-  const r = await runCliProcess(['seed-ye', '--once', '--tenant-id', 'ye_once', '--json'], { env });
+  const r = await runCliInProcess(['seed-ye', '--once', '--tenant-id', 'ye_once', '--json'], { env });
   t.equal(r.code, 0, 'exit 0');
   const out = JSON.parse(r.stdout);
   t.equal(out.created.length, 1);
   t.same(await jobsOf('ye_once'), [out.created[0].jobId]);
-  const contradiction = await runCliProcess(['seed-ye', '--once', '--count', '2'], { env });
+  const contradiction = await runCliInProcess(['seed-ye', '--once', '--count', '2'], { env });
   t.equal(contradiction.code, 2);
   t.match(contradiction.stderr, /--once and --count contradict each other/);
 });
@@ -58,7 +58,7 @@ t.test('--wait-for-completion: a job that fails makes the exit code 1', async (t
     const ids = await jobsOf('ye_fail');
     return ids.length === 1 ? ids : null;
   });
-  await runCliProcess(['cancel', jobId as string], { env });
+  await runCliInProcess(['cancel', jobId as string], { env });
   const r = await c.done;
   t.equal(r.code, 1, 'exit 1');
   t.match(r.stdout, new RegExp(`job ${jobId} failed: cancelled`));

@@ -6,7 +6,7 @@
  */
 import { freePort } from '@feedlyai/test-helpers';
 import t from 'tap';
-import { cleanEnv, runCliProcess, startCli, startStageServer, tempDir, testDb, waitFor } from './helpers.js';
+import { cleanEnv, runCliInProcess, startCli, startStageServer, tempDir, testDb, waitFor } from './helpers.js';
 
 const db = await testDb();
 t.teardown(() => db.close());
@@ -21,7 +21,7 @@ interface StatusCheck {
 }
 
 async function listenerCheck(stageUrl: string, cliEnv: Record<string, string> = {}) {
-  const r = await runCliProcess(['status', '--json'], {
+  const r = await runCliInProcess(['status', '--json'], {
     env: cleanEnv({ DATABASE_URL: db.url, STAGE_API_URL: stageUrl, ...cliEnv }),
   });
   const parsed = JSON.parse(r.stdout) as { checks: StatusCheck[] };
@@ -43,7 +43,7 @@ t.test(
       ),
       source: /^stage server \/healthz and database/,
     });
-    const text = await runCliProcess(['status'], {
+    const text = await runCliInProcess(['status'], {
       env: cleanEnv({ DATABASE_URL: db.url, STAGE_API_URL: stage.baseUrl }),
     });
     t.match(

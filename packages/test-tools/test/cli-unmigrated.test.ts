@@ -6,7 +6,7 @@
 import { migrate } from '@feedlyai/pipeline-core';
 import { createTestDatabase } from '@feedlyai/test-helpers';
 import t from 'tap';
-import { cleanEnv, runCliProcess, seedJob } from './helpers.js';
+import { cleanEnv, runCliInProcess, seedJob } from './helpers.js';
 
 const ID = '0b6f3c1e-2d7a-4c8e-9a51-7f1d2e3c4b5a';
 const NOT_MIGRATED = 'database not migrated: run feedly-pipeline migrate';
@@ -26,12 +26,12 @@ t.test('an empty database: one line, exit 1, no raw PostgreSQL error', async (t)
     ['retry', ID],
     ['cancel', ID],
   ]) {
-    const r = await runCliProcess(args, { env });
+    const r = await runCliInProcess(args, { env });
     t.equal(r.code, 1, `${args.join(' ')} exits 1`);
     t.equal(r.stderr.trim(), NOT_MIGRATED, `${args[0]} says to migrate`);
     t.notMatch(r.stdout + r.stderr, /does not exist/);
   }
-  const status = await runCliProcess(['status', '--stage-api-url', 'http://127.0.0.1:1'], { env });
+  const status = await runCliInProcess(['status', '--stage-api-url', 'http://127.0.0.1:1'], { env });
   t.equal(status.code, 1);
   t.match(status.stdout, /FAIL listener enabled: .*not migrated; source: database/);
   t.notMatch(status.stdout + status.stderr, /does not exist|\n\s+at /);
@@ -40,22 +40,22 @@ t.test('an empty database: one line, exit 1, no raw PostgreSQL error', async (t)
 t.test('a schema behind this CLI says where it is; migrate brings it up to date', async (t) => {
   await migrate(empty.url, { upTo: 3 });
   const env = cleanEnv({ DATABASE_URL: empty.url });
-  const behind = await runCliProcess(['seed-ye'], { env });
+  const behind = await runCliInProcess(['seed-ye'], { env });
   t.equal(behind.code, 1);
   t.match(
     behind.stderr.trim(),
     /^database not migrated: its schema is at migration 3, this feedly-pipeline needs \d+: run feedly-pipeline migrate$/,
   );
-  const m = await runCliProcess(['migrate'], { env });
+  const m = await runCliInProcess(['migrate'], { env });
   t.equal(m.code, 0, 'migrate works on it');
-  const after = await runCliProcess(['seed-ye', '--json'], { env });
+  const after = await runCliInProcess(['seed-ye', '--json'], { env });
   t.equal(after.code, 0, 'then seed-ye works');
 });
 
 t.test('a table missing at run time (dropped): the same line, exit 1', async (t) => {
   const job = await seedJob(empty.pool, { tenantId: 'dropped' });
   await empty.pool.query('DROP TABLE job_ad_copies');
-  const r = await runCliProcess(['analyze', '--job-id', job.jobId], { env: cleanEnv({ DATABASE_URL: empty.url }) });
+  const r = await runCliInProcess(['analyze', '--job-id', job.jobId], { env: cleanEnv({ DATABASE_URL: empty.url }) });
   t.equal(r.code, 1);
   t.equal(r.stderr.trim(), NOT_MIGRATED);
 });
@@ -71,14 +71,14 @@ t.test(
       ['analyze', '--job-id', job.jobId],
       ['monitor', job.jobId, '1', '0.2'],
     ]) {
-      const r = await runCliProcess(args, { env });
+      const r = await runCliInProcess(args, { env });
       t.equal(r.code, 1, `${args[0]} exits 1`);
       t.match(
         r.stderr.trim(),
         /^database not migrated: the stage server's tables are at migration 0 of their set, this feedly-pipeline needs \d+: run feedly-pipeline migrate$/,
       );
     }
-    const m = await runCliProcess(['migrate', '--json'], { env });
+    const m = await runCliInProcess(['migrate', '--json'], { env });
     t.equal(m.code, 0);
     const sets = JSON.parse(m.stdout).sets as Array<{ set: string; applied: number[] }>;
     t.same(
@@ -89,7 +89,7 @@ t.test(
       ],
       "migrate applies the stage server's set",
     );
-    const a = await runCliProcess(['analyze', '--job-id', job.jobId, '--json'], { env });
+    const a = await runCliInProcess(['analyze', '--job-id', job.jobId, '--json'], { env });
     t.equal(a.code, 0, 'then analyze works');
   },
 );

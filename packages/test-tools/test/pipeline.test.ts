@@ -12,7 +12,7 @@ import {
   cleanEnv,
   jobState,
   markImgGenDone,
-  runCliProcess,
+  runCliInProcess,
   startStageServer,
   tempDir,
   testDb,
@@ -32,7 +32,7 @@ const stage = await startStageServer(db.url, storage.path, {
 });
 t.teardown(() => stage.close());
 const env = cleanEnv({ DATABASE_URL: db.url, STORAGE_DIR: storage.path, STAGE_API_URL: stage.baseUrl });
-const cli = (args: string[]) => runCliProcess(args, { env, timeoutMs: 300_000 });
+const cli = (args: string[]) => runCliInProcess(args, { env });
 
 let doneJobId = '';
 

@@ -2,7 +2,7 @@
 // --json, and a real bulk retry against this file's own PostgreSQL (docs/cli-retry.md).
 import t from 'tap';
 import { parseFailedSince } from '../src/cli/retry.js';
-import { cleanEnv, jobState, runCliProcess, seedJob, testDb } from './helpers.js';
+import { cleanEnv, jobState, runCliInProcess, seedJob, testDb } from './helpers.js';
 
 const UNREACHABLE = 'postgres://someone:secret@127.0.0.1:1/nothing';
 const JOB = '0b6f3c1e-2d7a-4c8e-9a51-7f1d2e3c4b5a';
@@ -30,7 +30,7 @@ t.test('bad arguments exit 2 with the error and a usage line, before any databas
   ];
   for (const [args, message] of cases) {
     const name = args.join(' ').slice(0, 80);
-    const r = await runCliProcess(args, { env: cleanEnv({ DATABASE_URL: UNREACHABLE }) });
+    const r = await runCliInProcess(args, { env: cleanEnv({ DATABASE_URL: UNREACHABLE }) });
     t.equal(r.code, 2, `${name}: exit 2`);
     t.match(r.stderr, message, `${name}: says what is wrong`);
     t.match(r.stderr, /Usage: feedly-pipeline retry/, `${name}: usage line`);
@@ -85,7 +85,7 @@ t.test('with a database', async (t) => {
 
   t.test('--dry-run prints the count and the ids, oldest first, and changes nothing', async (t) => {
     const before = await snapshot();
-    const r = await runCliProcess(['retry', '--failed-since', '2h', '--tenant-id', 'acme', '--dry-run'], { env });
+    const r = await runCliInProcess(['retry', '--failed-since', '2h', '--tenant-id', 'acme', '--dry-run'], { env });
     t.equal(r.code, 0, 'exit 0', { stderr: r.stderr });
     const lines = r.stdout.trim().split('\n');
     t.match(lines[0], /^dry run: 3 failed job\(s\) match \(failed since \S+Z, tenant acme\); nothing changed$/);
@@ -100,7 +100,7 @@ t.test('with a database', async (t) => {
   });
 
   t.test('--dry-run --json: the selection as JSON', async (t) => {
-    const r = await runCliProcess(
+    const r = await runCliInProcess(
       ['retry', '--failed-since', '2h', '--reason-like', 'TIMED OUT', '--dry-run', '--json'],
       { env },
     );
@@ -115,7 +115,7 @@ t.test('with a database', async (t) => {
 
   t.test('--limit and the ISO form; a truncated selection says so', async (t) => {
     const since = new Date(Date.now() - 3 * 3_600_000).toISOString();
-    const r = await runCliProcess(['retry', '--failed-since', since, '--limit', '1', '--dry-run'], { env });
+    const r = await runCliInProcess(['retry', '--failed-since', since, '--limit', '1', '--dry-run'], { env });
     t.equal(r.code, 0, 'exit 0', { stderr: r.stderr });
     t.match(r.stdout, /^dry run: 1 failed job\(s\) match/);
     t.match(r.stdout, new RegExp(`\\n${old} `), 'the oldest one');
@@ -123,15 +123,18 @@ t.test('with a database', async (t) => {
   });
 
   t.test('cancelled jobs only when --reason-like matches them', async (t) => {
-    const r = await runCliProcess(['retry', '--failed-since', '1h', '--reason-like', 'cancel', '--dry-run', '--json'], {
-      env,
-    });
+    const r = await runCliInProcess(
+      ['retry', '--failed-since', '1h', '--reason-like', 'cancel', '--dry-run', '--json'],
+      {
+        env,
+      },
+    );
     t.equal(r.code, 0);
     t.same(JSON.parse(r.stdout).jobIds, [cancelled]);
   });
 
   t.test('a real run retries what matched and says what it did', async (t) => {
-    const r = await runCliProcess(
+    const r = await runCliInProcess(
       ['retry', '--failed-since', '2h', '--tenant-id', 'acme', '--reason-like', 'timed out'],
       { env },
     );
@@ -167,7 +170,7 @@ t.test('with a database', async (t) => {
       ),
     );
     await db.pool.query('INSERT INTO test_refused_jobs (job_id) VALUES ($1)', [bad]);
-    const r = await runCliProcess(['retry', '--failed-since', '1h', '--tenant-id', 'initech', '--json'], { env });
+    const r = await runCliInProcess(['retry', '--failed-since', '1h', '--tenant-id', 'initech', '--json'], { env });
     t.equal(r.code, 1, 'exit 1: one job could not be retried');
     const out = JSON.parse(r.stdout);
     t.match(out, { dryRun: false, matched: 2, jobIds: [a, bad] });
@@ -179,14 +182,14 @@ t.test('with a database', async (t) => {
     t.match(out.errors, [{ jobId: bad, error: /refused by test trigger/ }]);
     t.match(await jobState(db.pool, bad), { status: 'failed', failure_reason: /vlm_judge failed/ }, 'left as it was');
 
-    const text = await runCliProcess(['retry', '--failed-since', '1h', '--tenant-id', 'initech'], { env });
+    const text = await runCliInProcess(['retry', '--failed-since', '1h', '--tenant-id', 'initech'], { env });
     t.equal(text.code, 1);
     t.match(text.stderr, new RegExp(`could not retry job ${bad}: refused by test trigger`));
     t.match(text.stdout, /summary: 0 job\(s\) retried, 1 error\(s\)/);
   });
 
   t.test('nothing matched: exit 0 and says so', async (t) => {
-    const r = await runCliProcess(['retry', '--failed-since', '30m', '--tenant-id', 'nobody'], { env });
+    const r = await runCliInProcess(['retry', '--failed-since', '30m', '--tenant-id', 'nobody'], { env });
     t.equal(r.code, 0);
     t.match(r.stdout, /^0 failed job\(s\) match/);
   });
@@ -194,7 +197,7 @@ t.test('with a database', async (t) => {
   t.test('retry <job_id> of a cancelled job hands its waiting variants back', async (t) => {
     const s = await seedJob(db.pool, { tenantId: 'hooli', variants: 2, variantStep: 'planner', variantStatus: 'done' });
     await db.pool.query(`UPDATE jobs SET status = 'failed', failure_reason = 'cancelled' WHERE job_id = $1`, [s.jobId]);
-    const r = await runCliProcess(['retry', s.jobId], { env });
+    const r = await runCliInProcess(['retry', s.jobId], { env });
     t.equal(r.code, 0, 'exit 0', { stdout: r.stdout, stderr: r.stderr });
     t.match(r.stdout, /handed 2 sibling variant\(s\) waiting at a done step back to the pipeline/);
     t.match(r.stdout, /cleared the job's failure reason \(cancelled\)/);
@@ -203,7 +206,7 @@ t.test('with a database', async (t) => {
       [s.jobId],
     );
     t.equal(marked.rows[0].n, 2);
-    const again = await runCliProcess(['retry', s.jobId], { env });
+    const again = await runCliInProcess(['retry', s.jobId], { env });
     t.equal(again.code, 1, 'nothing left to retry: exit 1');
     t.match(again.stdout, /nothing to retry/);
   });

@@ -3,7 +3,7 @@
 import { INPUT_CAPS } from '@feedlyai/pipeline-core';
 import t from 'tap';
 import { createPipelineJob, createYeJob, InputTooLongError, runSeeder } from '../src/seeder.js';
-import { cleanEnv, runCliProcess, tempDir, testDb } from './helpers.js';
+import { cleanEnv, runCliInProcess, tempDir, testDb } from './helpers.js';
 
 const UNREACHABLE = 'postgres://someone:secret@127.0.0.1:1/nothing';
 const ko = (n: number) => '가나다라마바사'.repeat(Math.ceil(n / 7)).slice(0, n);
@@ -23,7 +23,7 @@ t.test('over-long options exit 2 naming the option, before any database work', a
   ];
   for (const [args, message] of cases) {
     const name = `${args[0]} ${args[args.length - 2]}`;
-    const r = await runCliProcess(args, { env: cleanEnv({ DATABASE_URL: UNREACHABLE }) });
+    const r = await runCliInProcess(args, { env: cleanEnv({ DATABASE_URL: UNREACHABLE }) });
     t.equal(r.code, 2, `${name}: exit 2`);
     t.match(r.stderr, message, `${name}: names the option and the cap`);
     t.match(r.stderr, new RegExp(`Usage: feedly-pipeline ${args[0]}`), `${name}: usage line`);
@@ -42,7 +42,7 @@ t.test('with a database', async (t) => {
   t.test('a 2,000-character Korean description is accepted (6,000 bytes), 2,001 refused', async (t) => {
     const desc = ko(2000);
     t.equal(Buffer.byteLength(desc), 6000);
-    const ok = await runCliProcess(['seed', '--once', '--no-img-gen', '--tenant-id', 'caps', '--desc-kor', desc], {
+    const ok = await runCliInProcess(['seed', '--once', '--no-img-gen', '--tenant-id', 'caps', '--desc-kor', desc], {
       env,
     });
     t.equal(ok.code, 0, 'exit 0', { stdout: ok.stdout, stderr: ok.stderr });
@@ -54,7 +54,7 @@ t.test('with a database', async (t) => {
     t.equal(stored.rows[0]?.desc_kor, desc);
 
     const before = await jobCount();
-    const refused = await runCliProcess(['seed', '--once', '--desc-kor', ko(2001)], { env });
+    const refused = await runCliInProcess(['seed', '--once', '--desc-kor', ko(2001)], { env });
     t.equal(refused.code, 2);
     t.match(refused.stderr, /option '--desc-kor' must be at most 2000 characters, got 2001/);
     t.equal(await jobCount(), before, 'nothing created');
@@ -62,7 +62,7 @@ t.test('with a database', async (t) => {
 
   t.test('every input exactly at its cap is accepted and stored whole', async (t) => {
     const tenant = `t${'x'.repeat(INPUT_CAPS.tenant_id - 1)}`;
-    const r = await runCliProcess(
+    const r = await runCliInProcess(
       [
         'seed',
         '--once',

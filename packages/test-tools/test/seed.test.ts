@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import t from 'tap';
 import { samplePhotoPath } from '../src/assets.js';
-import { cleanEnv, runCliProcess, startCli, tempDir, testDb, waitFor } from './helpers.js';
+import { cleanEnv, runCliInProcess, startCli, tempDir, testDb, waitFor } from './helpers.js';
 
 t.test('seed and seed-ye create exactly the rows they should', async (t) => {
   const db = await testDb();
@@ -15,7 +15,7 @@ t.test('seed and seed-ye create exactly the rows they should', async (t) => {
     (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${sql}`, args)).rows[0]?.n;
 
   t.test('seed --once: job img_gen/queued, inputs, stored image, 3 variants marked img_gen/done', async (t) => {
-    const r = await runCliProcess(['seed', '--once', '--json'], { env });
+    const r = await runCliInProcess(['seed', '--once', '--json'], { env });
     t.equal(r.code, 0, 'exit code 0', { stdout: r.stdout, stderr: r.stderr });
     const summary = JSON.parse(r.stdout);
     t.equal(summary.created.length, 1);
@@ -47,7 +47,7 @@ t.test('seed and seed-ye create exactly the rows they should', async (t) => {
   });
 
   t.test('seed --no-img-gen with options leaves the variants at img_gen/queued', async (t) => {
-    const r = await runCliProcess(
+    const r = await runCliInProcess(
       [
         'seed',
         '--once',
@@ -99,7 +99,7 @@ t.test('seed and seed-ye create exactly the rows they should', async (t) => {
 
   t.test('seed --max-jobs 2 --create-interval 0 creates two jobs', async (t) => {
     const before = await count(`jobs WHERE tenant_id = 'tenant_b'`);
-    const r = await runCliProcess(['seed', '--tenant-id', 'tenant_b', '--max-jobs', '2', '--create-interval', '0'], {
+    const r = await runCliInProcess(['seed', '--tenant-id', 'tenant_b', '--max-jobs', '2', '--create-interval', '0'], {
       env,
     });
     t.equal(r.code, 0, 'exit code 0', { stdout: r.stdout, stderr: r.stderr });
@@ -109,13 +109,13 @@ t.test('seed and seed-ye create exactly the rows they should', async (t) => {
 
   t.test('bad inputs: unknown tone, unreadable image -> exit 1 with one line, nothing created', async (t) => {
     const before = await count('jobs');
-    const tone = await runCliProcess(['seed', '--once', '--tone', 'grumpy'], { env });
+    const tone = await runCliInProcess(['seed', '--once', '--tone', 'grumpy'], { env });
     t.equal(tone.code, 1);
     t.match(tone.stderr, /unknown tone style 'grumpy' \(known: bold, friendly, minimal, playful, premium\)/);
-    const img = await runCliProcess(['seed', '--once', '--image', '/nonexistent.png'], { env });
+    const img = await runCliInProcess(['seed', '--once', '--image', '/nonexistent.png'], { env });
     t.equal(img.code, 1);
     t.match(img.stderr, /cannot read image \/nonexistent\.png: no such file/);
-    const notImage = await runCliProcess(['seed', '--once', '--image', join(import.meta.dirname, 'helpers.ts')], {
+    const notImage = await runCliInProcess(['seed', '--once', '--image', join(import.meta.dirname, 'helpers.ts')], {
       env,
     });
     t.equal(notImage.code, 1);
@@ -142,9 +142,12 @@ t.test('seed and seed-ye create exactly the rows they should', async (t) => {
     listener.on('notification', (n) => got.push(`${n.channel}:${n.payload}`));
     await listener.query('LISTEN job_variant_state_changed');
     await listener.query('LISTEN job_state_changed');
-    const r = await runCliProcess(['seed-ye', '--count', '2', '--variants-count', '4', '--tenant-id', 'ye', '--json'], {
-      env,
-    });
+    const r = await runCliInProcess(
+      ['seed-ye', '--count', '2', '--variants-count', '4', '--tenant-id', 'ye', '--json'],
+      {
+        env,
+      },
+    );
     t.equal(r.code, 0, 'exit code 0', { stdout: r.stdout, stderr: r.stderr });
     const { created } = JSON.parse(r.stdout);
     t.equal(created.length, 2);
