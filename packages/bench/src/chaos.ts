@@ -49,7 +49,7 @@ export function chaosSizes(scenario: ChaosScenario, full: boolean): ChaosOptions
     case 'faults':
       return {
         scenario,
-        jobs: full ? 500 : 60,
+        jobs: full ? 500 : 40,
         variants: 3,
         instances: 4,
         latencyMs: [0, 50],
@@ -65,12 +65,13 @@ export function chaosSizes(scenario: ChaosScenario, full: boolean): ChaosOptions
     case 'rotation':
       return {
         scenario,
-        jobs: 40,
+        jobs: full ? 40 : 20,
         variants: 3,
         instances: 2,
         latencyMs: [0, 50],
-        durationMs: scenario === 'outage' ? (full ? 420_000 : 30_000) : full ? 60_000 : 10_000,
-        startAfterOk: 40,
+        // CI: 10 s still spans the breaker's whole probe schedule (0.5 s doubling to its 5-s cap).
+        durationMs: scenario === 'outage' ? (full ? 420_000 : 10_000) : full ? 60_000 : 10_000,
+        startAfterOk: full ? 40 : 20,
         targetMs: 10_000,
         settleMs: full ? 180_000 : 60_000,
       };
@@ -78,7 +79,7 @@ export function chaosSizes(scenario: ChaosScenario, full: boolean): ChaosOptions
       return {
         scenario,
         parked: 10_000,
-        jobs: 100,
+        jobs: full ? 100 : 40,
         variants: 3,
         instances: 2,
         // One recovery interval (the default, 60 s) + 15 s.

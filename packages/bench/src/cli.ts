@@ -36,9 +36,9 @@ export interface BenchOptions {
 export function sizes(quick: boolean) {
   return quick
     ? {
-        latency: { samples: 40, warmup: 5 },
-        chain: { jobs: 20, variants: 4 },
-        reconnect: { variants: 100 },
+        latency: { samples: 20, warmup: 5 },
+        chain: { jobs: 10, variants: 4 },
+        reconnect: { variants: 60 },
         sweep: { variants: 20_000, repeats: 2 },
         stage: { photos: 1 },
         dashboard: { jobs: 20_000, samples: 5 },
@@ -155,7 +155,7 @@ function parseOptions(argv: string[]): BenchOptions {
     }
   }
   const quick = values.quick ?? false;
-  const processes = (values.processes ?? (quick ? '1,2' : '1,2,4')).split(',').map((s) => Number(s.trim()));
+  const processes = (values.processes ?? (quick ? '2' : '1,2,4')).split(',').map((s) => Number(s.trim()));
   if (processes.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) {
     throw new Error('--processes: integers between 1 and 16');
   }

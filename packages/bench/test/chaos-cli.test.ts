@@ -17,15 +17,19 @@ t.test('parseScenarios: all by default, a comma-separated subset, unknown names 
   t.throws(() => parseScenarios('outage,nope'), /unknown chaos scenario 'nope'/);
 });
 
-t.test('sizes: CI runs are smaller, the full ones have the 7-min outage and the 60-s rotation', async (t) => {
-  t.match(chaosSizes('faults', false), { jobs: 60, killEveryMs: 2_000 });
-  t.match(chaosSizes('faults', true), { jobs: 500, killEveryMs: 2_000 });
-  t.match(chaosSizes('outage', false), { durationMs: 30_000 });
-  t.match(chaosSizes('outage', true), { durationMs: 420_000 });
-  t.match(chaosSizes('rotation', false), { durationMs: 10_000 });
-  t.match(chaosSizes('rotation', true), { durationMs: 60_000 });
-  t.match(chaosSizes('backlog', false), { parked: 10_000, jobs: 100, targetMs: 75_000 });
-});
+t.test(
+  'sizes: CI runs are smaller (fewer jobs, a 10-s outage), the full ones have the 7-min outage and the 60-s rotation',
+  async (t) => {
+    t.match(chaosSizes('faults', false), { jobs: 40, killEveryMs: 2_000 });
+    t.match(chaosSizes('faults', true), { jobs: 500, killEveryMs: 2_000 });
+    t.match(chaosSizes('outage', false), { jobs: 20, durationMs: 10_000 });
+    t.match(chaosSizes('outage', true), { jobs: 40, durationMs: 420_000 });
+    t.match(chaosSizes('rotation', false), { durationMs: 10_000 });
+    t.match(chaosSizes('rotation', true), { durationMs: 60_000 });
+    t.match(chaosSizes('backlog', false), { parked: 10_000, jobs: 40, targetMs: 75_000 });
+    t.match(chaosSizes('backlog', true), { parked: 10_000, jobs: 100, targetMs: 75_000 });
+  },
+);
 
 t.test('the CLI: --help exits 0; bad arguments exit 2 naming the problem', async (t) => {
   const help = run('--help');

@@ -1,8 +1,8 @@
 /**
  * The chaos suite (docs/chaos.md): the four scenarios, every engine setting at
- * its default, PostgreSQL durable. CI sizes by default (faults with 60 jobs,
- * a 30-s outage, a 10-s rotation, the backlog); CHAOS_FULL=1 the full ones
- * (500 jobs, 7-min outage, 60-s rotation). CHAOS_SCENARIO=outage (or a
+ * its default, PostgreSQL durable. CI sizes by default (faults with 40 jobs,
+ * a 10-s outage and a 10-s rotation with 20 jobs, the backlog with 40);
+ * CHAOS_FULL=1 the full ones (500 jobs, 7-min outage, 60-s rotation, 100). CHAOS_SCENARIO=outage (or a
  * comma-separated list) runs only those.
  *
  * Asserted: every job done, none failed; at the stage double exactly one 2xx

@@ -2,7 +2,7 @@
  * Fuzz, part of the chaos suite:
  * - 1,000 random and mutated bodies for each stage route of the real stage
  *   server (buildApp on a real database, app.inject): never a 5xx, never a crash
- *   (CI runs 150 per route; CHAOS_FULL=1 the full 1,000);
+ *   (CI runs 75 per route; CHAOS_FULL=1 the full 1,000);
  * - garbage sent with pg_notify on both channels (invalid JSON, wrong types,
  *   ~7,900-byte payloads, unknown ids, unknown steps): the listener logs, skips,
  *   and a real job still completes afterwards.
@@ -30,7 +30,7 @@ async function migrateBoth(url: string): Promise<void> {
 }
 
 const full = process.env.CHAOS_FULL === '1';
-const RUNS_PER_ROUTE = full ? 1000 : 150;
+const RUNS_PER_ROUTE = full ? 1000 : 75;
 
 t.test(`stage routes: ${RUNS_PER_ROUTE} random and mutated bodies each, no 5xx, no crash`, async (t) => {
   const db = await createTestDatabase({ migrate: migrateBoth, externalUrl: null });
