@@ -3,7 +3,7 @@
  * Runs every workspace package's `test` script, a few packages at a time,
  * the longest first (docs/testing.md, "What a test run costs").
  *
- *   node scripts/test.mjs [--lanes N] [--filter NAME]...
+ *   node scripts/test.mjs [--lanes N] [--filter NAME]...   (--lanes: default 2)
  *
  * `pnpm test` calls this after `turbo run build`. Turbo ran the tests before;
  * it starts ready tasks in the order its graph walk finds them, which put the
@@ -47,7 +47,7 @@ let values;
 try {
   ({ values } = parseArgs({
     options: {
-      lanes: { type: 'string', default: process.env.TEST_LANES ?? '2' },
+      lanes: { type: 'string', default: '2' },
       filter: { type: 'string', multiple: true, default: [] },
     },
     strict: true,

@@ -71,11 +71,17 @@ export async function runCliInProcess(
       done();
     },
   });
+  const toOut = (s: string) => {
+    stdout += s;
+  };
+  const toErr = (s: string) => {
+    stderr += s;
+  };
   const code = await runCli(args, {
-    out: (s) => void (stdout += line(s)),
-    err: (s) => void (stderr += line(s)),
-    rawOut: (s) => void (stdout += s),
-    rawErr: (s) => void (stderr += s),
+    out: (s) => toOut(line(s)),
+    err: (s) => toErr(line(s)),
+    rawOut: toOut,
+    rawErr: toErr,
     env: opts.env ?? cleanEnv(),
     cwd: opts.cwd ?? PACKAGE_DIR,
     isTTY: false,
