@@ -1,16 +1,16 @@
 #!/usr/bin/env node
 /**
- * Runs every workspace package's `test` script, a few packages at a time,
+ * Runs every workspace package's `test` script, three packages at a time,
  * the longest first (docs/testing.md, "What a test run costs").
  *
- *   node scripts/test.mjs [--lanes N] [--filter NAME]...   (--lanes: default 2)
+ *   node scripts/test.mjs [--lanes N] [--filter NAME]...   (--lanes: default 3)
  *
  * `pnpm test` calls this after `turbo run build`. Turbo ran the tests before;
  * it starts ready tasks in the order its graph walk finds them, which put the
- * longest package (the bench package, whose chaos suite and benchmarks run one
- * file at a time) last, so the run ended with one package running alone. Here
- * the order is fixed: the packages in LONGEST_FIRST, then any other, each
- * started as soon as a lane is free.
+ * longest package (the bench package, whose chaos suite and benchmarks take
+ * minutes) last, so the run ended with one package running alone. Here the
+ * order is fixed: the packages in LONGEST_FIRST, then any other, each started
+ * as soon as a lane is free.
  *
  * Each output line is prefixed `<package>:test: ` (as turbo did; .ci/run reads
  * tap's summaries through it). At the end: one line per package with its time
@@ -23,15 +23,15 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
-/** Measured on a 2-core machine (docs/testing.md): the bench package alone is about a third of the run. */
+/** Longest first, as measured on a 2-core machine (docs/testing.md): the bench package alone is about half the run. */
 const LONGEST_FIRST = [
   '@feedlyai/bench',
-  '@feedlyai/test-tools',
   '@feedlyai/stage-api',
   '@feedlyai/listener-plugin',
+  '@feedlyai/test-tools',
   '@feedlyai/dashboard',
-  '@feedlyai/pipeline-core',
   '@feedlyai/test-helpers',
+  '@feedlyai/pipeline-core',
   '@feedlyai/pipeline-views',
   '@feedlyai/storage',
 ];
@@ -47,7 +47,7 @@ let values;
 try {
   ({ values } = parseArgs({
     options: {
-      lanes: { type: 'string', default: '2' },
+      lanes: { type: 'string', default: '3' },
       filter: { type: 'string', multiple: true, default: [] },
     },
     strict: true,
