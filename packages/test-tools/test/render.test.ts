@@ -12,6 +12,7 @@ import {
   type StepTiming,
   type VariantView,
 } from '../src/monitor.js';
+import { runCliInProcess } from './helpers.js';
 
 const timing = (step: string, ms: number, open = false): StepTiming => ({
   step,
@@ -166,25 +167,14 @@ t.test('demo timings table: one row per step, a wait and a work column per varia
 });
 
 t.test('runCli in-process: exit codes returned, output captured, no process.exit', async (t) => {
-  const { runCli } = await import('../src/cli/program.js');
-  const out: string[] = [];
-  const err: string[] = [];
-  const io = {
-    out: (s: string) => out.push(s),
-    err: (s: string) => err.push(s),
-    rawOut: (s: string) => out.push(s),
-    rawErr: (s: string) => err.push(s),
-    env: {},
-    isTTY: false,
-    stdout: process.stdout,
-    signal: new AbortController().signal,
-  };
-  t.equal(await runCli(['seed', '--variants-count', 'x'], io), 2);
-  t.match(err.join(''), /expected a positive integer, got 'x'/);
-  t.match(err.join(''), /Usage: feedly-pipeline seed \[options\]/);
-  t.equal(await runCli(['seed-ye'], io), 1, 'no database configured');
-  t.match(err.join(''), /no database configured/);
-  out.length = 0;
-  t.equal(await runCli(['monitor', '--help'], io), 0);
-  t.match(out.join(''), /Usage: feedly-pipeline monitor \[options\] <job_id> \[max_iterations\] \[check_interval\]/);
+  const usage = await runCliInProcess(['seed', '--variants-count', 'x'], { env: {} });
+  t.equal(usage.code, 2);
+  t.match(usage.stderr, /expected a positive integer, got 'x'/);
+  t.match(usage.stderr, /Usage: feedly-pipeline seed \[options\]/);
+  const none = await runCliInProcess(['seed-ye'], { env: {} });
+  t.equal(none.code, 1, 'no database configured');
+  t.match(none.stderr, /no database configured/);
+  const help = await runCliInProcess(['monitor', '--help'], { env: {} });
+  t.equal(help.code, 0);
+  t.match(help.stdout, /Usage: feedly-pipeline monitor \[options\] <job_id> \[max_iterations\] \[check_interval\]/);
 });
