@@ -200,6 +200,11 @@ export interface EngineStatus extends EngineCounters {
   peers: number;
   /** Claims currently left to their owner. */
   pendingDeferred: number;
+  /**
+   * How long a non-owner now waits before claiming itself: claimDelayMs, or 4x this
+   * instance's recent notification-to-claim time of the claims it made at once, if longer.
+   */
+  claimDelayMs: number;
   /** Outcomes waiting for the database. */
   outcomesKept: number;
   /** Outcomes that could not be written and were dropped (should stay 0). */
@@ -273,7 +278,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   private disconnectedAt: number | null = null;
   /** Dead instances whose rows this instance already looked for. */
   private deadSeen = new Set<string>();
-  /** Moving average of notification -> claim answered, ms (ownership's patience). */
+  /** Moving average of notification -> claim answered, ms, over the claims made at once (ownership's patience). */
   private claimLatencyMs = 0;
 
   constructor(opts: PipelineEngineOptions) {
@@ -463,6 +468,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       pendingRetries: this.retryTimers.size,
       peers: this.ownership.count,
       pendingDeferred: this.ownership.pending,
+      claimDelayMs: this.ownership.currentDelayMs,
       outcomesKept: this.durable.size + this.runLog.pending,
       outcomesDropped: this.durable.dropped,
       paused: this.paused(),
@@ -517,13 +523,15 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
         return this.ownership.claimOrDefer(
           key,
           (step, status) => step === prev && status === 'done',
-          () =>
+          (deferred) =>
             this.withSlot(next, key, (slot) =>
               this.claimWith(
                 slot,
                 () => this.claims.add({ jobVariantsId: p.job_variants_id, prev }),
                 { job_id: p.job_id, job_variants_id: p.job_variants_id, step: next },
-                receivedAt,
+                // Only a claim made at once measures the claim latency: a deferred one's time
+                // includes the delay, which would stretch the next delay by a third each time.
+                deferred ? undefined : receivedAt,
               ),
             ),
           () => this.capacity.free(next) > 0,

@@ -12,7 +12,8 @@ import type { Status, Step } from '../steps.js';
 interface Deferred {
   stillDue: (step: Step, status: Status) => boolean;
   timer: NodeJS.Timeout;
-  run: () => unknown;
+  /** The claim; `deferred` is true when it runs after the delay or when its owner went away. */
+  run: (deferred: boolean) => unknown;
   /** Whether this instance has a free slot for the claim now (a non-owner's claim never waits for one). */
   canRun: () => boolean;
 }
@@ -49,6 +50,11 @@ export class Ownership {
 
   get pending(): number {
     return this.deferred.size;
+  }
+
+  /** The wait a claim deferred now would get. */
+  get currentDelayMs(): number {
+    return Math.max(this.claimDelayMs, this.delayMs());
   }
 
   /**
@@ -92,10 +98,10 @@ export class Ownership {
   claimOrDefer(
     key: string,
     stillDue: Deferred['stillDue'],
-    run: () => Promise<void>,
+    run: (deferred: boolean) => Promise<void>,
     canRun: () => boolean = () => true,
   ): Promise<void> {
-    if (this.owns(key)) return run();
+    if (this.owns(key)) return run(false);
     this.deferredCount++;
     const earlier = this.deferred.get(key);
     if (earlier) clearTimeout(earlier.timer);
@@ -119,7 +125,7 @@ export class Ownership {
           this.runNow(key);
         });
       },
-      Math.max(this.claimDelayMs, this.delayMs()),
+      this.currentDelayMs,
     );
     return timer;
   }
@@ -139,7 +145,7 @@ export class Ownership {
     clearTimeout(d.timer);
     this.deferred.delete(key);
     this.deferredClaims++;
-    d.run();
+    d.run(true);
   }
 
   clear(): void {
