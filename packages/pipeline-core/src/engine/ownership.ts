@@ -110,23 +110,20 @@ export class Ownership {
   }
 
   private arm(key: string): NodeJS.Timeout {
-    const timer: NodeJS.Timeout = setTimeout(
-      () => {
-        // Timers run before pending I/O in an event-loop turn: let notifications already
-        // received (the owner's claim among them) be handled first, then decide.
-        setImmediate(() => {
-          const d = this.deferred.get(key);
-          if (d?.timer !== timer) return;
-          if (!d.canRun()) {
-            this.postponed++;
-            d.timer = this.arm(key);
-            return;
-          }
-          this.runNow(key);
-        });
-      },
-      this.currentDelayMs,
-    );
+    const timer: NodeJS.Timeout = setTimeout(() => {
+      // Timers run before pending I/O in an event-loop turn: let notifications already
+      // received (the owner's claim among them) be handled first, then decide.
+      setImmediate(() => {
+        const d = this.deferred.get(key);
+        if (d?.timer !== timer) return;
+        if (!d.canRun()) {
+          this.postponed++;
+          d.timer = this.arm(key);
+          return;
+        }
+        this.runNow(key);
+      });
+    }, this.currentDelayMs);
     return timer;
   }
 
