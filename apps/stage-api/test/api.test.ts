@@ -3,7 +3,7 @@
  * (401), ownership (404), readiness (409), body limit (413), /healthz,
  * /metrics and /assets.
  */
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { auth, seedJob, tempStorage, testApp, testDb, variantState } from './helpers.js';
@@ -175,7 +175,9 @@ t.test('/healthz needs no token, reports backends, leaks no secret; /metrics; /a
   t.equal(r.statusCode, 404);
 
   // A row whose key tries to leave the storage root is refused (image extensions: other types are 404 first).
-  await writeFile(path.join(storage, '..', `outside-${path.basename(storage)}.png`), 'secret').catch(() => {});
+  const outside = path.join(storage, '..', `outside-${path.basename(storage)}.png`);
+  await writeFile(outside, 'secret').catch(() => {});
+  t.teardown(() => rm(outside, { force: true }));
   for (const evil of [
     '../etc/passwd.png',
     '/etc/passwd.jpg',

@@ -7,7 +7,7 @@
  * The span tree is printed in the test's output.
  */
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -119,6 +119,7 @@ t.test("one job's spans from the listener and the stage server form a single tra
   const storage = await tempStorage(t);
   const port = await freePort();
   const spansFile = path.join(tmpdir(), `stage-spans-${process.pid}-${Date.now()}.jsonl`);
+  t.teardown(() => rm(spansFile, { force: true }));
   const child = spawn(process.execPath, ['--import', PRELOAD, SERVER], {
     env: {
       PATH: process.env.PATH ?? '',
