@@ -191,4 +191,6 @@ t.test('409: the state changed meanwhile, logged and skipped', async (t) => {
   );
   t.equal(stage.calls('vlm_analyze').length, 1, 'not re-sent');
   t.ok((app.jobStateListener.status().skips ?? 0) >= 1);
+  const line = logs.find((l) => l.msg === 'skipped because the state changed meanwhile' && l.http_status === 409);
+  t.equal(line?.level, 30, 'logged at info (what docs/logs.md tells operators to grep for)');
 });

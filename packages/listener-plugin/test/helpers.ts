@@ -50,18 +50,20 @@ export async function buildApp(options: JobStateListenerOptions, ready = true): 
   return { app, logs };
 }
 
-/** `n` plugin instances (ids `${prefix}-0`...), closed at the end of the test. */
+/** `n` plugin instances (ids `${prefix}-0`...), closed at the end of the test; `logs[i]` are instance i's lines. */
 export async function buildApps(
   t: { teardown(fn: () => unknown): void },
   n: number,
   prefix: string,
   options: JobStateListenerOptions,
+  logs: Array<Array<Record<string, unknown>>> = [],
 ): Promise<FastifyInstance[]> {
   const apps: FastifyInstance[] = [];
   for (let i = 0; i < n; i++) {
-    const { app } = await buildApp({ ...options, instanceId: `${prefix}-${i}` });
-    t.teardown(() => app.close());
-    apps.push(app);
+    const built = await buildApp({ ...options, instanceId: `${prefix}-${i}` });
+    t.teardown(() => built.app.close());
+    apps.push(built.app);
+    logs.push(built.logs);
   }
   return apps;
 }

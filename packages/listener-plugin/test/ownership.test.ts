@@ -15,12 +15,14 @@ t.teardown(() => db.close());
 t.test('3 instances share the claims: each sees the others, defers what it does not own, nothing twice', async (t) => {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
-  const apps = await buildApps(t, 3, 'owner', {
-    connectionString: db.url,
-    stageApiUrl: stage.url,
-    recoveryIntervalMs: 3_600_000,
-    livenessIntervalMs: 200,
-  });
+  const logs: Array<Array<Record<string, unknown>>> = [];
+  const apps = await buildApps(
+    t,
+    3,
+    'owner',
+    { connectionString: db.url, stageApiUrl: stage.url, recoveryIntervalMs: 3_600_000, livenessIntervalMs: 200 },
+    logs,
+  );
   await waitFor(() => apps.every((a) => a.jobStateListener.status().peers === 3), {
     timeoutMs: 30_000,
     message: 'every instance sees 3 listener connections',
@@ -49,6 +51,15 @@ t.test('3 instances share the claims: each sees the others, defers what it does 
   );
   const runs = await db.pool.query('SELECT count(*)::int AS n FROM pipeline_step_runs');
   t.equal(runs.rows[0].n, dispatches, 'one run row per dispatch');
+  // A deferred claim dropped before any statement is a debug line (docs/logs.md, "Skips").
+  const dropped = logs.flat().filter((l) => l.msg === 'deferred claim dropped: the owner moved the subject on');
+  const droppedCount = apps.reduce((n, a) => n + (a.jobStateListener.status().deferredDropped ?? 0), 0);
+  t.equal(dropped.length, droppedCount, `one line per dropped deferred claim (${droppedCount})`);
+  t.ok(droppedCount > 0, 'the owners moved the subjects on before the delay');
+  t.ok(
+    dropped.every((l) => l.level === 20),
+    'at debug',
+  );
 });
 
 t.test(
@@ -92,12 +103,14 @@ t.test(
 t.test('claimDelayMs 0: every instance claims at once (the guarded UPDATE alone decides)', async (t) => {
   const stage = await startFakeStage(db.pool);
   t.teardown(() => stage.close());
-  const apps = await buildApps(t, 2, 'eager', {
-    connectionString: db.url,
-    stageApiUrl: stage.url,
-    recoveryIntervalMs: 3_600_000,
-    claimDelayMs: 0,
-  });
+  const logs: Array<Array<Record<string, unknown>>> = [];
+  const apps = await buildApps(
+    t,
+    2,
+    'eager',
+    { connectionString: db.url, stageApiUrl: stage.url, recoveryIntervalMs: 3_600_000, claimDelayMs: 0 },
+    logs,
+  );
   await waitFor(() => apps.every((a) => a.jobStateListener.status().peers === 2), { timeoutMs: 30_000 });
   const s = await seedJob(db.pool, { variants: 4 });
   await markImgGenDone(db.pool, s.variantIds);
@@ -106,6 +119,14 @@ t.test('claimDelayMs 0: every instance claims at once (the guarded UPDATE alone 
     apps.reduce((n, a) => n + (a.jobStateListener.status().deferred ?? 0), 0),
     0,
     'nothing deferred',
+  );
+  // Both instances claim every transition; the guarded UPDATE lets one win, the other's statement
+  // matches no row and says so at info (docs/logs.md, "Skips").
+  const lost = logs.flat().filter((l) => l.msg === 'skipped because the state changed meanwhile');
+  t.ok(lost.length > 0, `the losing claim statements are logged (${lost.length})`);
+  t.ok(
+    lost.every((l) => l.level === 30 && l.http_status === undefined),
+    'at info, without a stage answer (no call was made)',
   );
   const per = countBy(stage.requests, (r) => `${r.jobVariantsId ?? r.jobId}:${r.step}`);
   t.ok(

@@ -6,7 +6,7 @@
 // the plugin used to crash the host at boot (FST_ERR_DEC_ALREADY_PRESENT).
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { startFakeStage } from './fake-stage.js';
 import { markImgGenDone, seedJob, testDb, waitFor } from './helpers.js';
 
@@ -24,6 +24,7 @@ interface Message {
   type: string;
   message?: string;
   connected?: boolean;
+  enabled?: boolean;
   scheduler?: boolean;
   pg?: boolean;
 }
@@ -76,45 +77,73 @@ t.teardown(() => db.close());
 const stage = await startFakeStage(db.pool);
 t.teardown(() => stage.close());
 
-async function listenerConnections(): Promise<number> {
+/** Connections named job_state_listener (the LISTEN connection), or with `all` also the plugin's own pool's. */
+async function listenerConnections(all = false): Promise<number> {
   const r = await db.pool.query(
     `SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = current_database() AND application_name LIKE 'job_state_listener%'`,
+      WHERE datname = current_database() AND application_name ${all ? "LIKE 'job_state_listener%'" : "= 'job_state_listener'"}`,
   );
   return r.rows[0].n;
 }
 
-for (const order of permutations(PLUGINS)) {
-  t.test(`registered in the order ${order.join(', ')}: boots, dispatches, closes`, async (t) => {
-    const child = fork(FIXTURE, [order.join(','), db.url, stage.url], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-    t.teardown(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    const host = watch(child);
-    const ready = await host.message('ready', 60_000);
-    t.match(ready, { connected: true, scheduler: true, pg: true }, 'booted, LISTEN connected');
-    await waitFor(async () => (await listenerConnections()) === 1, {
-      timeoutMs: 10_000,
-      message: 'one job_state_listener connection',
-    });
-
-    const s = await seedJob(db.pool, { variants: 1 });
-    const variant = s.variantIds[0] as string;
-    await markImgGenDone(db.pool, s.variantIds);
-    await waitFor(() => stage.calls('vlm_analyze', variant).length >= 1, {
-      timeoutMs: 30_000,
-      message: 'the job dispatched to its first stage',
-    });
-    t.equal(stage.calls('vlm_analyze', variant).length, 1, 'dispatched once');
-
-    child.send({ type: 'close' });
-    await host.message('closed', 30_000);
-    await waitFor(() => host.exit(), { timeoutMs: 15_000, message: 'the host process exits on its own after close()' });
-    t.same(host.exit(), { code: 0, signal: null }, 'exit code 0: nothing left open kept it alive');
-    await waitFor(async () => (await listenerConnections()) === 0, {
-      timeoutMs: 10_000,
-      message: 'no listener connection left',
-    });
-    t.notMatch(host.stderr(), /FST_ERR|Error/, 'nothing on stderr');
+/**
+ * Forks the host with these arguments, waits until it is ready (its `ready` message is checked
+ * against `expected`), has it dispatch a job, closes it and checks that it exits on its own.
+ */
+async function bootDispatchClose(
+  t: Test,
+  args: string[],
+  expected: Partial<Message>,
+  env?: NodeJS.ProcessEnv,
+): Promise<void> {
+  const child = fork(FIXTURE, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], ...(env ? { env } : {}) });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
+  const host = watch(child);
+  const ready = await host.message('ready', 60_000);
+  t.match(ready, { connected: true, ...expected }, 'booted, LISTEN connected');
+  await waitFor(async () => (await listenerConnections()) === 1, {
+    timeoutMs: 10_000,
+    message: 'one job_state_listener connection',
+  });
+
+  const s = await seedJob(db.pool, { variants: 1 });
+  const variant = s.variantIds[0] as string;
+  await markImgGenDone(db.pool, s.variantIds);
+  await waitFor(() => stage.calls('vlm_analyze', variant).length >= 1, {
+    timeoutMs: 30_000,
+    message: 'the job dispatched to its first stage',
+  });
+  t.equal(stage.calls('vlm_analyze', variant).length, 1, 'dispatched once');
+
+  child.send({ type: 'close' });
+  await host.message('closed', 30_000);
+  await waitFor(() => host.exit(), { timeoutMs: 15_000, message: 'the host process exits on its own after close()' });
+  t.same(host.exit(), { code: 0, signal: null }, 'exit code 0: nothing left open kept it alive');
+  await waitFor(async () => (await listenerConnections(true)) === 0, {
+    timeoutMs: 10_000,
+    message: 'no listener connection left',
+  });
+  t.notMatch(host.stderr(), /FST_ERR|Error/, 'nothing on stderr');
 }
+
+for (const order of permutations(PLUGINS)) {
+  t.test(`registered in the order ${order.join(', ')}: boots, dispatches, closes`, (t) =>
+    bootDispatchClose(t, [order.join(','), db.url, stage.url], { scheduler: true, pg: true }),
+  );
+}
+
+t.test('registered with no options at all: the database and the stage come from the environment', (t) =>
+  // Only what optionsFromEnv reads: DATABASE_URL and STAGE_API_URL, every other setting at its default.
+  bootDispatchClose(
+    t,
+    ['bare'],
+    { enabled: true, scheduler: false, pg: false },
+    {
+      PATH: process.env.PATH ?? '',
+      DATABASE_URL: db.url,
+      STAGE_API_URL: stage.url,
+    },
+  ),
+);

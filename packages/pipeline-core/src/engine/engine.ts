@@ -47,6 +47,7 @@ import {
   FINAL_STEP,
   isJobLevel,
   retryBackoffMs,
+  type Status,
   type Step,
   type StepDefinition,
   type StepPolicyOverrides,
@@ -506,7 +507,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     );
     const key = `v:${p.job_variants_id}`;
     const receivedAt = performance.now();
-    this.ownership.noteProgress(key, p.current_step, p.status);
+    if (this.ownership.noteProgress(key, p.current_step, p.status)) this.logDropped(p);
     const prev = p.current_step;
     if (p.status === 'done') {
       if (prev === FAN_IN_FROM) {
@@ -568,7 +569,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       '[LISTENER] Job state change detected',
     );
     const key = `j:${p.job_id}`;
-    this.ownership.noteProgress(key, p.current_step, p.status);
+    if (this.ownership.noteProgress(key, p.current_step, p.status)) this.logDropped(p);
     if (p.manual) return this.track(this.recover({ jobId: p.job_id })).then(() => {});
     const prev = p.current_step;
     if (isJobLevel(prev)) {
@@ -612,6 +613,17 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   }
 
   // ---------------------------------------------------------------- ownership and liveness
+
+  /**
+   * A deferred claim dropped before any statement ran (docs/logs.md, "Skips"): the owner's
+   * claim arrived first. Nothing was tried, so debug only; a claim statement that lost is info.
+   */
+  private logDropped(p: { job_id: string; job_variants_id?: string; current_step: Step; status: Status }): void {
+    this.log.debug(
+      { job_id: p.job_id, job_variants_id: p.job_variants_id, step: p.current_step, status: p.status },
+      'deferred claim dropped: the owner moved the subject on',
+    );
+  }
 
   /**
    * The live instances, as keys the host chose (the listener plugin uses the

@@ -127,13 +127,17 @@ export class Ownership {
     return timer;
   }
 
-  /** A notification about `key`: drops a deferred claim it shows to be done by someone else. */
-  noteProgress(key: string, step: Step, status: Status): void {
+  /**
+   * A notification about `key`: drops a deferred claim it shows to be done by someone else.
+   * True when it dropped one.
+   */
+  noteProgress(key: string, step: Step, status: Status): boolean {
     const d = this.deferred.get(key);
-    if (!d || d.stillDue(step, status)) return;
+    if (!d || d.stillDue(step, status)) return false;
     clearTimeout(d.timer);
     this.deferred.delete(key);
     this.dropped++;
+    return true;
   }
 
   private runNow(key: string): void {
