@@ -2,7 +2,7 @@
  * `feedly-pipeline listen`: the listener on its own (no stage server hosting
  * it), started as a child process against this file's database and a stage
  * double. It dispatches a seeded job to the end, answers /healthz, is what
- * `status` finds in the database, and stops cleanly on SIGTERM: exit 0 and
+ * `status` finds in the database, and stops cleanly on SIGTERM and SIGINT: exit 0 and
  * no `job_state_listener` connection or registration left.
  */
 import { freePort } from '@feedlyai/test-helpers';
@@ -92,6 +92,33 @@ t.test('listen dispatches, answers /healthz, shows in status, and stops cleanly 
     message: 'no job_state_listener connection left',
   });
   const reg = await db.pool.query("SELECT 1 FROM pipeline_instances WHERE instance_id = 'cli-listen-test'");
+  t.equal(reg.rowCount, 0, 'its registration removed (a clean stop)');
+});
+
+t.test('listen stops cleanly on SIGINT (Ctrl-C in a terminal) too, without a health port', async (t) => {
+  const listen = startCli(['listen', '--database-url', db.url, '--stage-api-url', stage.url], {
+    env: cleanEnv({ PIPELINE_INSTANCE_ID: 'cli-listen-sigint' }),
+  });
+  t.teardown(() => {
+    if (listen.child.exitCode === null) listen.child.kill('SIGKILL');
+  });
+  await waitFor(
+    async () => {
+      if (listen.child.exitCode !== null) throw new Error(`listen exited: ${listen.stderr()}${listen.stdout()}`);
+      return (await listenerConnections()) === 1;
+    },
+    { timeoutMs: 60_000, message: 'the LISTEN connection is up' },
+  );
+  listen.child.kill('SIGINT');
+  const end = await listen.done;
+  t.equal(end.code, 0, 'exit 0 after SIGINT');
+  t.match(end.stdout, /job state listener stopped/);
+  t.notMatch(end.stderr, /\n\s+at /, 'no stack trace');
+  await waitFor(async () => (await listenerConnections()) === 0, {
+    timeoutMs: 10_000,
+    message: 'no job_state_listener connection left',
+  });
+  const reg = await db.pool.query("SELECT 1 FROM pipeline_instances WHERE instance_id = 'cli-listen-sigint'");
   t.equal(reg.rowCount, 0, 'its registration removed (a clean stop)');
 });
 
