@@ -34,8 +34,7 @@ const SKIP_DIRS = new Set(['node_modules', 'dist', '.git', '.turbo', 'coverage',
 const SOURCE = /\.(ts|mts|cts|js|mjs|cjs)$/;
 
 const problems = [];
-const problem = (file, line, message) =>
-  problems.push(`${relative(root, file)}${line ? `:${line}` : ''}: ${message}`);
+const problem = (file, line, message) => problems.push(`${relative(root, file)}${line ? `:${line}` : ''}: ${message}`);
 
 function packageDirs() {
   const dirs = [];
@@ -108,4 +107,6 @@ if (problems.length > 0) {
   process.stderr.write(`lint-repo: ${problems.length} problem(s)\n${problems.map((p) => `  ${p}`).join('\n')}\n`);
   process.exit(1);
 }
-process.stdout.write(`lint-repo: ${packages.length + 1} package.json files and their sources follow the repository rules\n`);
+process.stdout.write(
+  `lint-repo: ${packages.length + 1} package.json files and their sources follow the repository rules\n`,
+);
