@@ -1,3 +1,4 @@
+// Every package packs (its files list, its entry points, engines and licence).
 // What a host installs: `pnpm pack` of pipeline-core and listener-plugin,
 // installed offline (`pnpm install --offline`, packages from the pnpm store)
 // into a scratch Fastify app in a temporary folder, which migrates, registers
@@ -63,6 +64,92 @@ async function pnpm(args: string[], cwd: string): Promise<string> {
 
 const db = await testDb();
 t.teardown(() => db.close());
+
+/** The workspace's packages, by folder (packages/*, apps/*). */
+async function workspaceFolders(): Promise<string[]> {
+  const folders: string[] = [];
+  for (const group of ['packages', 'apps']) {
+    for (const name of (await readdir(join(ROOT, group))).sort()) {
+      const manifest = await readFile(join(ROOT, group, name, 'package.json'), 'utf8').catch(() => null);
+      if (manifest) folders.push(`${group}/${name}`);
+    }
+  }
+  return folders;
+}
+
+/** Every path a manifest points at: main, types, exports (any condition), bin. */
+function entryPoints(m: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  const walk = (v: unknown): void => {
+    if (typeof v === 'string') out.push(v.replace(/^\.\//, ''));
+    else if (v && typeof v === 'object') for (const x of Object.values(v)) walk(x);
+  };
+  walk(m.main);
+  walk(m.types);
+  walk(m.exports);
+  walk(m.bin);
+  return out;
+}
+
+t.test('every package packs: only its files list, every entry point inside, engines and licence', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'feedly-pack-all-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const folders = await workspaceFolders();
+  t.ok(folders.length >= 9, `${folders.length} packages`);
+  // pnpm pack, a few at a time (each is a pnpm process).
+  const listings = new Map<string, { manifest: Record<string, unknown>; packed: Manifest; paths: string[] }>();
+  for (let i = 0; i < folders.length; i += 3) {
+    await Promise.all(
+      folders.slice(i, i + 3).map(async (folder) => {
+        const out = join(dir, folder.replace('/', '-'));
+        const manifest = JSON.parse(await readFile(join(ROOT, folder, 'package.json'), 'utf8'));
+        await pnpm(['pack', '--pack-destination', out], join(ROOT, folder));
+        const [file] = await readdir(out);
+        if (!file) throw new Error(`pnpm pack wrote no tarball for ${folder}`);
+        const { stdout } = await run('tar', ['-tzf', join(out, file)], { maxBuffer: 16 * 1024 * 1024 });
+        const packed = JSON.parse((await run('tar', ['-xOzf', join(out, file), 'package/package.json'])).stdout);
+        listings.set(folder, { manifest, packed, paths: stdout.split('\n').filter(Boolean) });
+      }),
+    );
+  }
+  for (const folder of folders) {
+    const { manifest, packed, paths } = listings.get(folder) as {
+      manifest: Record<string, unknown>;
+      packed: Manifest & Record<string, unknown>;
+      paths: string[];
+    };
+    const name = manifest.name as string;
+    const allowed = [...(manifest.files as string[]), 'package.json', 'README.md', 'LICENSE'];
+    const stray = paths.filter(
+      (p) => !allowed.some((f) => p === `package/${f}` || p.startsWith(`package/${f.replace(/\/$/, '')}/`)),
+    );
+    t.same(stray, [], `${name}: nothing outside its files list`);
+    t.same(
+      paths.filter((p) => /\/test\/|\.test\.|(?<!\.d)\.ts$|\.tsbuildinfo$/.test(p)),
+      [],
+      `${name}: no tests, TypeScript sources or build info`,
+    );
+    t.ok(
+      paths.some((p) => p.startsWith('package/dist/') && p.endsWith('.js')),
+      `${name}: built code in dist/`,
+    );
+    const missing = entryPoints(manifest).filter((e) => !paths.includes(`package/${e}`));
+    t.same(missing, [], `${name}: every entry point (main, types, exports, bin) is in the tarball`);
+    t.match(
+      packed,
+      { private: true, license: 'UNLICENSED', engines: { node: /^>=20/ } },
+      `${name}: private, licence, engines`,
+    );
+    const specs = ['dependencies', 'peerDependencies', 'optionalDependencies'].flatMap((k) =>
+      Object.values((packed[k] as Record<string, string> | undefined) ?? {}),
+    );
+    t.same(
+      specs.filter((v) => v.startsWith('workspace:')),
+      [],
+      `${name}: workspace: versions replaced by real ones`,
+    );
+  }
+});
 
 t.test('the packed plugin installs offline into a scratch Fastify app, registers and boots', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'feedly-pack-'));
