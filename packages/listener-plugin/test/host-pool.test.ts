@@ -65,8 +65,18 @@ t.test(
     t.teardown(() => hostPool.end());
     const poolReads = new Set<string>();
     const clientReads = new Set<string>();
+    // The argument of every release() of a client the plugin checked out: the LISTEN client must be
+    // destroyed (release(true)), never handed back to the host's pool LISTENing and renamed.
+    const releases: unknown[] = [];
+    const recordRelease = (prop: string, v: unknown) =>
+      prop === 'release'
+        ? (...args: unknown[]) => {
+            releases.push(args[0]);
+            return (v as (...a: unknown[]) => unknown)(...args);
+          }
+        : v;
     const pool = spy(hostPool, poolReads, (prop, v) =>
-      prop === 'connect' ? async () => spy(await (v as () => Promise<pg.PoolClient>)(), clientReads) : v,
+      prop === 'connect' ? async () => spy(await (v as () => Promise<pg.PoolClient>)(), clientReads, recordRelease) : v,
     );
     const app = Fastify();
     await app.register(jobStateListener, { ...FAST, pool, stageApiUrl: stage.url, instanceId: 'host-pool-0' });
@@ -109,11 +119,18 @@ t.test(
       message: 'the dead client released: one client checked out',
     });
     t.pass('the dead client was released; one client checked out');
+    t.ok(releases.includes(true), `the dead LISTEN client was destroyed with release(true) (${releases.join(', ')})`);
+    const destroyedBeforeClose = releases.filter((r) => r === true).length;
     await dispatchesAJob();
 
     await app.close();
     await waitFor(async () => (await listenerPids()).length === 0, { timeoutMs: 10_000, message: 'LISTEN closed' });
     t.equal(hostPool.totalCount - hostPool.idleCount, 0, 'no client of the host pool left checked out');
+    t.equal(
+      releases.filter((r) => r === true).length,
+      destroyedBeforeClose + 1,
+      'at close, the LISTEN client is destroyed too (release(true)), not returned to the pool',
+    );
     await hostPool.query('SELECT 1');
     t.pass("the host's pool is still the host's: open and working");
 
