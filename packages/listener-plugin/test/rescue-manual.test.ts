@@ -42,8 +42,10 @@ t.test('a stuck step is rescued as a new attempt, and the old attempt’s late c
     `SELECT attempt, trigger, state FROM pipeline_step_runs WHERE job_variants_id = $1 AND step = 'overlay' ORDER BY run_id`,
     [id],
   );
+  // Attempt 1 comes from the notification or, on a loaded machine, from a sweep (every 300 ms
+  // here) that read the fresh (planner,'done') row first: the guarded claim lets one of them win.
   t.match(runs.rows, [
-    { attempt: 1, trigger: 'notify', state: 'timeout' },
+    { attempt: 1, trigger: /^(notify|recovery)$/, state: 'timeout' },
     { attempt: 2, trigger: 'rescue', state: 'succeeded' },
   ]);
   t.ok(logs.some((l) => l.msg === 'stuck step rescued'));
