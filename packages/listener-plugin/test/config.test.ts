@@ -3,10 +3,10 @@
 // working for one release, converted, with a deprecation warning logged at
 // registration. recoveryWindow is validated as hours (a positive number),
 // and so is its variable JOB_STATE_LISTENER_RECOVERY_WINDOW.
-import { Writable } from 'node:stream';
 import Fastify from 'fastify';
 import t from 'tap';
 import { jobStateListener, resolveConfig } from '../src/index.js';
+import { captureLogs } from './helpers.js';
 
 t.test('the old duration names still work, converted from their unit, each with a deprecation', async (t) => {
   const c = resolveConfig({
@@ -39,13 +39,7 @@ t.test('the old duration names still work, converted from their unit, each with 
 });
 
 t.test('a deprecated option is logged at warn when the plugin is registered', async (t) => {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line));
-      cb();
-    },
-  });
+  const { logs: lines, stream } = captureLogs();
   const app = Fastify({ logger: { level: 'info', stream } });
   t.teardown(() => app.close());
   // Disabled: no connection is opened, the options are still resolved and checked.

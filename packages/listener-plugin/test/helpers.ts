@@ -33,8 +33,8 @@ export interface TestApp {
   logs: Array<Record<string, unknown>>;
 }
 
-/** A Fastify host with the plugin registered and ready; pino logs captured as objects. */
-export async function buildApp(options: JobStateListenerOptions, ready = true): Promise<TestApp> {
+/** A stream for Fastify's `logger.stream` that keeps each pino line as an object in `logs`. */
+export function captureLogs(): { logs: Array<Record<string, unknown>>; stream: Writable } {
   const logs: Array<Record<string, unknown>> = [];
   const stream = new Writable({
     write(chunk, _enc, cb) {
@@ -44,6 +44,12 @@ export async function buildApp(options: JobStateListenerOptions, ready = true): 
       cb();
     },
   });
+  return { logs, stream };
+}
+
+/** A Fastify host with the plugin registered and ready; pino logs captured as objects. */
+export async function buildApp(options: JobStateListenerOptions, ready = true): Promise<TestApp> {
+  const { logs, stream } = captureLogs();
   const app = Fastify({ logger: { level: 'debug', stream } });
   await app.register(jobStateListener, { ...FAST, ...options });
   if (ready) await app.ready();

@@ -6,7 +6,7 @@
  * no `job_state_listener` connection or registration left.
  */
 import { freePort } from '@feedlyai/test-helpers';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { cleanEnv, markImgGenDone, runCliInProcess, seedJob, startCli, testDb, waitFor } from './helpers.js';
 import { startStageDouble } from './stage-double.js';
 
@@ -21,6 +21,26 @@ async function listenerConnections(): Promise<number> {
       WHERE application_name = 'job_state_listener' AND datname = current_database()`,
   );
   return r.rows[0]?.n ?? 0;
+}
+
+/** Sends `signal` to a running `listen` and checks the clean stop: exit 0, its connection and registration gone. */
+async function stopsCleanly(
+  t: Test,
+  listen: ReturnType<typeof startCli>,
+  signal: NodeJS.Signals,
+  instanceId: string,
+): Promise<void> {
+  listen.child.kill(signal);
+  const end = await listen.done;
+  t.equal(end.code, 0, `exit 0 after ${signal}`);
+  t.match(end.stdout, /job state listener stopped/);
+  t.notMatch(end.stderr, /\n\s+at /, 'no stack trace');
+  await waitFor(async () => (await listenerConnections()) === 0, {
+    timeoutMs: 10_000,
+    message: 'no job_state_listener connection left',
+  });
+  const reg = await db.pool.query('SELECT 1 FROM pipeline_instances WHERE instance_id = $1', [instanceId]);
+  t.equal(reg.rowCount, 0, 'its registration removed (a clean stop)');
 }
 
 t.test('listen dispatches, answers /healthz, shows in status, and stops cleanly on SIGTERM', async (t) => {
@@ -82,17 +102,7 @@ t.test('listen dispatches, answers /healthz, shows in status, and stops cleanly 
     'status: the listener found in the database, and says so',
   );
 
-  listen.child.kill('SIGTERM');
-  const end = await listen.done;
-  t.equal(end.code, 0, 'exit 0 after SIGTERM');
-  t.match(end.stdout, /job state listener stopped/);
-  t.notMatch(end.stderr, /\n\s+at /, 'no stack trace');
-  await waitFor(async () => (await listenerConnections()) === 0, {
-    timeoutMs: 10_000,
-    message: 'no job_state_listener connection left',
-  });
-  const reg = await db.pool.query("SELECT 1 FROM pipeline_instances WHERE instance_id = 'cli-listen-test'");
-  t.equal(reg.rowCount, 0, 'its registration removed (a clean stop)');
+  await stopsCleanly(t, listen, 'SIGTERM', 'cli-listen-test');
 });
 
 t.test('listen stops cleanly on SIGINT (Ctrl-C in a terminal) too, without a health port', async (t) => {
@@ -109,17 +119,7 @@ t.test('listen stops cleanly on SIGINT (Ctrl-C in a terminal) too, without a hea
     },
     { timeoutMs: 60_000, message: 'the LISTEN connection is up' },
   );
-  listen.child.kill('SIGINT');
-  const end = await listen.done;
-  t.equal(end.code, 0, 'exit 0 after SIGINT');
-  t.match(end.stdout, /job state listener stopped/);
-  t.notMatch(end.stderr, /\n\s+at /, 'no stack trace');
-  await waitFor(async () => (await listenerConnections()) === 0, {
-    timeoutMs: 10_000,
-    message: 'no job_state_listener connection left',
-  });
-  const reg = await db.pool.query("SELECT 1 FROM pipeline_instances WHERE instance_id = 'cli-listen-sigint'");
-  t.equal(reg.rowCount, 0, 'its registration removed (a clean stop)');
+  await stopsCleanly(t, listen, 'SIGINT', 'cli-listen-sigint');
 });
 
 t.test('listen: bad arguments and variables exit 2 with the reason', async (t) => {
