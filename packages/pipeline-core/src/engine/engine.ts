@@ -279,7 +279,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
   private disconnectedAt: number | null = null;
   /** Dead instances whose rows this instance already looked for. */
   private deadSeen = new Set<string>();
-  /** Moving average of notification -> claim answered, ms, over the claims made at once (ownership's patience). */
+  /** Moving average of notification -> claim answered, ms: claims made at once, and deferred ones that lost (ownership's patience). */
   private claimLatencyMs = 0;
 
   constructor(opts: PipelineEngineOptions) {
@@ -530,9 +530,7 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
                 slot,
                 () => this.claims.add({ jobVariantsId: p.job_variants_id, prev }),
                 { job_id: p.job_id, job_variants_id: p.job_variants_id, step: next },
-                // Only a claim made at once measures the claim latency: a deferred one's time
-                // includes the delay, which would stretch the next delay by a third each time.
-                deferred ? undefined : receivedAt,
+                { receivedAt, deferred },
               ),
             ),
           () => this.capacity.free(next) > 0,
@@ -722,12 +720,15 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
     return started ? (started as Promise<unknown>).then(() => {}) : Promise.resolve();
   }
 
-  /** One guarded claim with `slot` held: the slot goes to the flight, or back when the claim lost. */
+  /**
+   * One guarded claim with `slot` held: the slot goes to the flight, or back when the claim lost.
+   * `timing` (a notification's claim) feeds the latency that stretches a non-owner's wait.
+   */
   private async claimWith(
     slot: Slot,
     claim: () => Promise<ClaimedStep | null>,
     context: Record<string, unknown>,
-    receivedAt?: number,
+    timing?: { receivedAt: number; deferred: boolean },
   ): Promise<ClaimedStep | null> {
     let claimed: ClaimedStep | null;
     try {
@@ -737,8 +738,13 @@ export class PipelineEngine extends EventEmitter<EngineEvents> {
       this.durable.noteError(err);
       throw err;
     }
-    if (receivedAt !== undefined) {
-      const ms = performance.now() - receivedAt;
+    // A claim made at once measures how long a notification takes to become a claim here. A
+    // deferred claim that lost measures it too, from the other side: the owner moved the subject on,
+    // later than the wait (a saturated machine; waiting longer saves the losing statements). A
+    // deferred claim that won measures nothing: the owner is silent, and its time includes the
+    // wait itself, so counting it would stretch the next wait by a third each time (docs/healing.md).
+    if (timing && (!timing.deferred || !claimed)) {
+      const ms = performance.now() - timing.receivedAt;
       this.claimLatencyMs = this.claimLatencyMs === 0 ? ms : 0.9 * this.claimLatencyMs + 0.1 * ms;
     }
     if (!claimed) {
