@@ -203,7 +203,7 @@ export interface EngineStatus extends EngineCounters {
   pendingDeferred: number;
   /**
    * How long a non-owner now waits before claiming itself: claimDelayMs, or 4x this
-   * instance's recent notification-to-claim time of the claims it made at once, if longer.
+   * instance's recent notification-to-claim time, if longer (docs/healing.md, "ownership").
    */
   claimDelayMs: number;
   /** Outcomes waiting for the database. */
