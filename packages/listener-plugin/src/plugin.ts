@@ -134,12 +134,25 @@ function boundPool(get: () => PoolLike): pg.Pool {
   return bound as pg.Pool;
 }
 
-/** Checks out every idle connection of the pool and destroys it (the next queries connect afresh). */
-async function dropIdleConnections(pool: pg.Pool): Promise<void> {
+/** Held clients' error listener: see dropIdleConnections. */
+const ignoreError = () => {};
+
+/**
+ * Checks out every idle connection of the pool and destroys it (the next queries connect afresh).
+ * Exported for its test only. A checked-out client has no listener of the pool's, and this runs
+ * when the LISTEN connection was lost, often because the server is going away: the held clients
+ * are about to receive its termination, which, on a client without an 'error' listener, would
+ * end the process.
+ */
+export async function dropIdleConnections(pool: Pick<pg.Pool, 'connect' | 'idleCount'>): Promise<void> {
   const clients: pg.PoolClient[] = [];
   try {
     // An idle client is handed out without a round trip; stop at the first one that is not idle.
-    for (let n = pool.idleCount; n > 0 && pool.idleCount > 0; n--) clients.push(await pool.connect());
+    for (let n = pool.idleCount; n > 0 && pool.idleCount > 0; n--) {
+      const client = await pool.connect();
+      client.on('error', ignoreError);
+      clients.push(client);
+    }
   } catch {
     // the pool is closing, or a fresh connection failed: nothing more to drop
   } finally {
