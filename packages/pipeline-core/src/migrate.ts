@@ -93,15 +93,24 @@ export async function migrate(target: Target, options: MigrateOptions = {}): Pro
   const set = options.set ?? CORE_MIGRATION_SET;
   checkSet(set);
   const table = set.trackingTable;
+  // A connection that dies between two statements (the server restarting) emits 'error' on the
+  // client; without a listener that would end the process. The statement in flight, or the next
+  // one, rejects anyway, which is what migrate() reports (as withTransaction does).
+  const onError = () => {};
   const owned = typeof target === 'string' ? new pg.Client({ connectionString: target }) : null;
+  owned?.on('error', onError);
   if (owned) await owned.connect();
   let client: pg.ClientBase;
   let release: () => void = () => {};
   if (owned) client = owned;
   else if (isPool(target)) {
     const c = await target.connect();
+    c.on('error', onError);
     client = c;
-    release = () => c.release();
+    release = () => {
+      c.off('error', onError);
+      c.release();
+    };
   } else client = target as pg.ClientBase;
 
   try {
